@@ -1,0 +1,42 @@
+"""Plain configuration objects passed from run.py (or a notebook) to the library.
+
+The field names and defaults are those of the reference run.py flags, so a
+config can be built from parsed flags with `ModelConfig.from_flags`-style
+code in run.py and from keyword arguments anywhere else.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Everything that decides the model's architecture and forward pass.
+
+  Attributes mirror the reference flags of the same names; `cifar_stem` is
+  derived from `image_size` exactly as published (<= 32 px uses the CIFAR
+  stem) unless given explicitly.
+  """
+  num_classes: int = 1000
+  resnet_depth: int = 50
+  width_multiplier: int = 1
+  sk_ratio: float = 0.0
+  se_ratio: float = 0.0
+  image_size: int = 224
+  cifar_stem: bool | None = None
+  batch_norm_decay: float = 0.9
+  global_bn: bool = True
+  train_mode: str = 'pretrain'
+  fine_tune_after_block: int = -1
+  proj_head_mode: str = 'nonlinear'
+  num_proj_layers: int = 3
+  proj_out_dim: int = 128
+  ft_proj_selector: int = 0
+  lineareval_while_pretraining: bool = True
+  use_blur: bool = True
+
+  def __post_init__(self):
+    if self.cifar_stem is None:
+      object.__setattr__(self, 'cifar_stem', self.image_size <= 32)
+
+  def replace(self, **changes):
+    return dataclasses.replace(self, **changes)
