@@ -12,9 +12,8 @@ import dataclasses
 class ModelConfig:
   """Everything that decides the model's architecture and forward pass.
 
-  Attributes mirror the reference flags of the same names; `cifar_stem` is
-  derived from `image_size` exactly as published (<= 32 px uses the CIFAR
-  stem) unless given explicitly.
+  Attributes mirror the reference flags of the same names. `cifar_stem=None`
+  means "as published": the CIFAR stem for images of 32 px or less.
   """
   num_classes: int = 1000
   resnet_depth: int = 50
@@ -34,9 +33,11 @@ class ModelConfig:
   lineareval_while_pretraining: bool = True
   use_blur: bool = True
 
-  def __post_init__(self):
+  @property
+  def use_cifar_stem(self) -> bool:
     if self.cifar_stem is None:
-      object.__setattr__(self, 'cifar_stem', self.image_size <= 32)
+      return self.image_size <= 32
+    return self.cifar_stem
 
   def replace(self, **changes):
     return dataclasses.replace(self, **changes)

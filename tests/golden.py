@@ -1,0 +1,78 @@
+"""Reads the reference fixtures: golden configs, weights and outputs.
+
+The weight rule is the one documented in ../shared/fixtures/README.md: every
+variable is a deterministic function of its TF1 name and shape, except the
+batch-norm moving statistics, which are stored in the npz.
+"""
+
+import json
+import zlib
+
+import numpy as np
+
+from tests.conftest import FIXTURES
+
+GOLDEN_CONFIGS = ('r18_1x_sk0_32px', 'r50_1x_sk0_64px', 'r50_1x_sk1_64px')
+LAYOUTS = ('r50_1x_sk0', 'r50_1x_sk1', 'r50_2x_sk0', 'r50_2x_sk1',
+           'r101_1x_sk0', 'r101_1x_sk1', 'r101_2x_sk0', 'r101_2x_sk1',
+           'r152_1x_sk0', 'r152_1x_sk1', 'r152_2x_sk0', 'r152_2x_sk1',
+           'r152_3x_sk1')
+
+
+def load_golden(name):
+  """Returns (config dict, npz arrays) of one golden fixture."""
+  with open(FIXTURES / 'golden' / f'{name}.json') as f:
+    config = json.load(f)
+  arrays = dict(np.load(FIXTURES / 'golden' / f'{name}.npz'))
+  return config, arrays
+
+
+def rule_weight(name, shape):
+  """The fixture's deterministic value for a TF1 variable."""
+  rng = np.random.RandomState(zlib.crc32(name.encode()))
+  leaf = name.rsplit('/', 1)[-1]
+  if leaf == 'kernel' and len(shape) == 4:
+    value = rng.standard_normal(shape) * np.sqrt(2 / np.prod(shape[:-1]))
+  elif leaf == 'kernel':
+    value = rng.standard_normal(shape) * np.sqrt(1 / shape[0])
+  elif leaf == 'bias':
+    value = 0.01 * rng.standard_normal(shape)
+  elif leaf == 'gamma':
+    value = 1 + 0.1 * rng.standard_normal(shape)
+  elif leaf == 'beta':
+    value = 0.1 * rng.standard_normal(shape)
+  else:
+    raise ValueError(f'No rule for {name}')
+  return value.astype(np.float32)
+
+
+def golden_weights(config, arrays):
+  """{tf1_name: array} for every variable of a golden fixture."""
+  weights = {}
+  for name, shape in config['tf1_variables']:
+    stats_key = f'bn_stats/{name}'
+    if stats_key in arrays:
+      weights[name] = arrays[stats_key].astype(np.float32)
+    else:
+      weights[name] = rule_weight(name, shape)
+  return weights
+
+
+def layout(kind, name):
+  """[(key or name, shape)] of a published checkpoint layout."""
+  with open(FIXTURES / 'checkpoint_layouts' / f'{kind}_{name}.json') as f:
+    return [(n, tuple(s)) for n, s in json.load(f)]
+
+
+def layout_config(name):
+  """Architecture of a layout name such as 'r152_3x_sk1'."""
+  depth, width, sk = name.split('_')
+  return dict(resnet_depth=int(depth[1:]), width_multiplier=int(width[:-1]),
+              sk_ratio=0.0625 if sk == 'sk1' else 0.0)
+
+
+def assert_close_relative(actual, expected, tolerance, what):
+  scale = float(np.max(np.abs(expected)))
+  error = float(np.max(np.abs(np.asarray(actual) - expected)))
+  assert error <= tolerance * scale, (
+      f'{what}: max error {error:.3g} > {tolerance} x max |golden| {scale:.3g}')
