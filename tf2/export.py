@@ -1,0 +1,88 @@
+"""SavedModel export with the published signature.
+
+`saved_model(images, trainable)` returns a dict of the model's named outputs
+(`initial_conv`, `initial_max_pool`, `block_group1..4`, `final_avg_pool`,
+`proj_head_input`, `proj_head_output` and, with a supervised head,
+`logits_sup`), exactly the keys of Google's exported models, so code written
+for those (`tf.saved_model.load(path)(images, trainable=False)['logits_sup']`)
+works with ours. The model sits under the attribute `model`, so the
+SavedModel's variables have the same `model/...` object paths as a
+checkpoint, and `trainable_variables_list` lists every trainable variable so
+the loaded module can be fine-tuned as a whole.
+"""
+
+import os
+import shutil
+import uuid
+
+import tensorflow as tf
+
+SIGNATURE_KEYS = ('initial_conv', 'initial_max_pool', 'block_group1',
+                  'block_group2', 'block_group3', 'block_group4',
+                  'final_avg_pool', 'proj_head_input', 'proj_head_output',
+                  'logits_sup')
+
+
+class SimCLRModule(tf.Module):
+  """Wraps a Model for export; see the module docstring."""
+
+  def __init__(self, model):
+    super().__init__()
+    self.model = model
+    # Not `trainable_variables`: tf.Module already defines that name.
+    self.trainable_variables_list = list(model.trainable_variables)
+
+  @tf.function
+  def __call__(self, inputs, trainable):
+    outputs = self.model.endpoints(inputs, training=trainable)
+    return {k: outputs[k] for k in SIGNATURE_KEYS if k in outputs}
+
+
+def build_saved_model(model):
+  """A tf.Module with `__call__` traced for trainable=True and False."""
+  module = SimCLRModule(model)
+  spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+  module.__call__.get_concrete_function(spec, trainable=True)
+  module.__call__.get_concrete_function(spec, trainable=False)
+  return module
+
+
+def export_saved_model(model, export_dir):
+  """Writes the SavedModel to `export_dir` atomically.
+
+  The export is written to a temporary sibling and renamed into place, so
+  an interrupted export never leaves a half-written directory, and an
+  existing export is only replaced once the new one is complete.
+
+  Returns:
+    export_dir.
+  """
+  export_dir = os.fspath(export_dir)
+  parent = os.path.dirname(os.path.abspath(export_dir))
+  os.makedirs(parent, exist_ok=True)
+  tmp_dir = os.path.join(parent, f'.tmp-{os.path.basename(export_dir)}-'
+                         f'{uuid.uuid4().hex[:8]}')
+  try:
+    tf.saved_model.save(build_saved_model(model), tmp_dir)
+    if os.path.exists(export_dir):
+      shutil.rmtree(export_dir)
+    os.rename(tmp_dir, export_dir)
+  finally:
+    if os.path.exists(tmp_dir):
+      shutil.rmtree(tmp_dir, ignore_errors=True)
+  return export_dir
+
+
+def export_step(model, model_dir, global_step, keep_max):
+  """Exports to `model_dir/saved_model/<step>`, keeping the newest keep_max.
+
+  keep_max <= 0 keeps every export (the reference's keep_hub_module_max).
+  """
+  export_root = os.path.join(model_dir, 'saved_model')
+  path = export_saved_model(model, os.path.join(export_root,
+                                                str(int(global_step))))
+  if keep_max > 0:
+    steps = sorted(int(d) for d in os.listdir(export_root) if d.isdigit())
+    for step in steps[:-keep_max]:
+      shutil.rmtree(os.path.join(export_root, str(step)))
+  return path
