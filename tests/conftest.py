@@ -42,8 +42,13 @@ def fixtures_dir():
   return FIXTURES
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def two_cpu_strategy():
+  """One MirroredStrategy over two logical CPUs, shared by all tests.
+
+  Shared because collective ops of several strategies over the same devices
+  in one process can collide.
+  """
   devices = [d.name for d in tf.config.list_logical_devices('CPU')][:2]
   if len(devices) < 2:
     pytest.fail('Two logical CPU devices were not configured.')

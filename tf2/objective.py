@@ -57,8 +57,8 @@ def contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
     offset = 0
   global_batch = tf.shape(hidden1_large)[0]
   index = tf.range(batch_size) + offset
-  labels = tf.one_hot(index, global_batch * 2)
-  masks = tf.one_hot(index, global_batch)
+  labels = tf.one_hot(index, global_batch * 2, dtype=hidden.dtype)
+  masks = tf.one_hot(index, global_batch, dtype=hidden.dtype)
 
   logits_aa = tf.matmul(hidden1, hidden1_large, transpose_b=True) / temperature
   logits_aa -= masks * LARGE_NUM
