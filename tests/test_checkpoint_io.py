@@ -342,6 +342,9 @@ def test_published_directory_with_foreign_state_file(r18, tmp_path):
   (directory / 'checkpoint').write_text(
       f'model_checkpoint_path: "gs://bucket/run/model.ckpt-{STEP}"\n')
   assert checkpoint_io.detect_format(str(directory)) == 'tf1_checkpoint'
+  # A path to one of the prefix's files is taken for the prefix.
+  assert checkpoint_io.detect_format(
+      str(directory / f'model.ckpt-{STEP}.index')) == 'tf1_checkpoint'
   assert checkpoint_io.infer_architecture(str(directory))['global_step'] == (
       STEP)
 

@@ -108,7 +108,9 @@ def _kind_of_unused(name):
   if '.OPTIMIZER_SLOT' in name or name.startswith('optimizer/') or (
       _TF1_BOOKKEEPING.search(name)):
     return 'optimizer values'
-  return 'values of a replaced head'
+  if _part(name) == 'supervised':
+    return 'values of the replaced supervised head'
+  return 'raw weights (the EMA copy was used)'
 
 
 # ---------------------------------------------------------------- files
@@ -173,7 +175,11 @@ def _bundle_extents(index_path):
 
 
 def _check_bundle(prefix, path):
-  """Raises CheckpointError unless the index and all data shards are whole."""
+  """The tensor keys of a checkpoint whose index and data shards are whole.
+
+  Raises:
+    CheckpointError: an unreadable index, a missing or truncated data file.
+  """
   index = prefix + '.index'
   try:
     num_shards, extents = _bundle_extents(index)
@@ -195,6 +201,7 @@ def _check_bundle(prefix, path):
           path, f'the data file of shard {shard} is truncated: it has '
           f'{sizes.get(shard, 0)} bytes but {key} ends at byte {end}.',
           'Download or copy the checkpoint again.')
+  return {key for key, _, _ in extents}
 
 
 def _latest_in_directory(directory, path):
@@ -211,57 +218,60 @@ def _latest_in_directory(directory, path):
       return prefix
   found = sorted(f[:-len('.index')] for f in os.listdir(directory)
                  if f.endswith('.index'))
-  hint = (f'Pass a prefix, e.g. --checkpoint={os.path.join(directory, found[-1])}.'
-          if found else _USAGE)
+  hint = _USAGE
+  if found:
+    hint = f'Pass a prefix: {os.path.join(directory, found[-1])}.'
+
   raise _error(path, 'its `checkpoint` file names '
                f'{candidates[0] if candidates else "no checkpoint"}, which is '
                'not there.', hint)
 
 
+def _resolve_directory(path):
+  """The bundle prefix (and format, for SavedModels) a directory stands for."""
+  if os.path.exists(os.path.join(path, 'checkpoint')):
+    return _latest_in_directory(path, path), None
+  if any(os.path.exists(os.path.join(path, f))
+         for f in ('saved_model.pb', 'saved_model.pbtxt')):
+    prefix = os.path.join(path, 'variables', 'variables')
+    if not os.path.exists(prefix + '.index'):
+      raise _error(path, 'this SavedModel has no variables '
+                   '(variables/variables.index is missing).',
+                   'Copy the whole SavedModel directory, including '
+                   'variables/.')
+    return prefix, 'saved_model'
+  if os.path.exists(os.path.join(path, 'saved_model', 'saved_model.pb')):
+    # The published TF2 models sit in <architecture>/saved_model/.
+    return _resolve_directory(os.path.join(path, 'saved_model'))
+  raise _error(path, 'this directory holds no `checkpoint` file and no '
+               'saved_model.pb.')
+
+
 def _resolve(path):
-  """(format, bundle prefix, naming) of a checkpoint path, after checks."""
+  """(format, bundle prefix, naming) of a checkpoint path, after checks.
+
+  naming is 'object_graph' (TF2 checkpoints and SavedModels) or 'tf1'
+  (TF1 checkpoints and TF1 hub modules).
+  """
   path = os.fspath(path)
   # A path to one of the prefix's files means the prefix.
   stripped = re.sub(r'\.(index|meta|data-\d+-of-\d+)$', '', path)
   if stripped != path and os.path.exists(stripped + '.index'):
     path = stripped
+  fmt = None
   if os.path.isdir(path):
-    if os.path.exists(os.path.join(path, 'checkpoint')):
-      prefix = _latest_in_directory(path, path)
-    elif (os.path.exists(os.path.join(path, 'saved_model.pb')) or
-          os.path.exists(os.path.join(path, 'saved_model.pbtxt'))):
-      prefix = os.path.join(path, 'variables', 'variables')
-      if not os.path.exists(prefix + '.index'):
-        raise _error(path, 'this SavedModel has no variables '
-                     '(variables/variables.index is missing).',
-                     'Copy the whole SavedModel directory, including '
-                     'variables/.')
-      _check_bundle(prefix, path)
-      return 'saved_model', prefix, _naming(prefix, path)
-    elif os.path.exists(os.path.join(path, 'saved_model', 'saved_model.pb')):
-      return _resolve(os.path.join(path, 'saved_model'))
-    else:
-      raise _error(path, 'this directory holds no `checkpoint` file and no '
-                   'saved_model.pb.')
+    prefix, fmt = _resolve_directory(path)
   elif os.path.exists(path + '.index'):
     prefix = path
   elif os.path.exists(path):
     raise _error(path, 'this file is not a checkpoint.')
   else:
     raise _error(path, 'no such file, directory or checkpoint prefix.')
-  _check_bundle(prefix, path)
-  naming = _naming(prefix, path)
-  return ('tf2_checkpoint' if naming == 'object_graph' else 'tf1_checkpoint',
-          prefix, naming)
-
-
-def _naming(prefix, path):
-  try:
-    names = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-  except (tf.errors.OpError, ValueError) as e:
-    raise _error(path, f'cannot read the checkpoint index ({e}).',
-                 'Download or copy the checkpoint again.') from None
-  return 'object_graph' if _OBJECT_GRAPH_KEY in names else 'tf1'
+  keys = _check_bundle(prefix, path)
+  naming = 'object_graph' if _OBJECT_GRAPH_KEY in keys else 'tf1'
+  if fmt is None:
+    fmt = 'tf2_checkpoint' if naming == 'object_graph' else 'tf1_checkpoint'
+  return fmt, prefix, naming
 
 
 def detect_format(path):
@@ -358,7 +368,11 @@ class _Source:
   @classmethod
   def open(cls, path):
     fmt, prefix, naming = _resolve(path)
-    reader = tf.train.load_checkpoint(prefix)
+    try:
+      reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as e:
+      raise _error(path, f'cannot read the checkpoint ({e}).',
+                   'Download or copy the checkpoint again.') from None
     shapes = {k: tuple(s) for k, s in
               reader.get_variable_to_shape_map().items()
               if k != _OBJECT_GRAPH_KEY}
@@ -383,11 +397,19 @@ class _Source:
     if not self.has_ema:
       raise _error(self.path, f'--use_ema asks for the {EMA_PREFIX} weights '
                    'but this checkpoint has none.', 'Leave --use_ema=False.')
-    # The published checkpoints keep no average of the supervised head
-    # (it is trained on a stopped gradient), so it comes from the raw copy.
-    return {k: (EMA_PREFIX + k if EMA_PREFIX + k in self.shapes or not
-                k.startswith(tf1_mapping.SUPERVISED_SCOPE) else k)
-            for k in raw}
+    averaged = {}
+    for name in raw:
+      if EMA_PREFIX + name in self.shapes:
+        averaged[name] = EMA_PREFIX + name
+      elif _part(name) == 'supervised':
+        # The published checkpoints keep no average of the supervised head
+        # (trained on a stopped gradient), so it comes from the raw copy.
+        averaged[name] = name
+      else:
+        raise _error(self.path, f'--use_ema: the {EMA_PREFIX} copy lacks '
+                     f'{name}.', 'Leave --use_ema=False to use the raw '
+                     'weights.')
+    return averaged
 
   def model_shapes(self):
     """{model name: shape} of the raw (non-EMA) model values."""
@@ -439,8 +461,11 @@ def _targets(model, naming):
 
 
 def describe_architecture(arch):
-  """One line such as 'ResNet-50 2x, SK, CIFAR stem, 3-layer projection head
-  (128 out), 1000 classes' for a dict from `infer_architecture`."""
+  """One line describing a dict from `infer_architecture`.
+
+  For example 'ResNet-50 2x, SK (sk_ratio=0.0625), ImageNet stem, 3-layer
+  nonlinear projection head (128 out), 1000 classes'.
+  """
   parts = [f'ResNet-{arch["resnet_depth"]} {arch["width_multiplier"]}x']
   if arch['sk_ratio']:
     parts.append(f'SK (sk_ratio={arch["sk_ratio"]})')
@@ -460,10 +485,31 @@ def _mismatch_hint(source):
     arch = infer_architecture_from_shapes(source.model_shapes())
   except CheckpointError:
     return 'The architecture flags differ from the checkpoint\'s.'
-  return (f'The checkpoint holds a {describe_architecture(arch)}; pass the matching '
-          'architecture flags (or leave them at their defaults so that '
+  return (f'The checkpoint holds a {describe_architecture(arch)}; pass the '
+          'matching architecture flags (or leave them at their defaults so that '
           'run.py infers them; checkpoints_tools/inspect_checkpoint.py '
           'prints them).')
+
+
+def _excused_heads(targets, found, report):
+  """Heads the model may keep as initialised; notes why in the report.
+
+  A supervised head the checkpoint lacks or has for another number of
+  classes (transfer to a new dataset), and a projection head it lacks
+  (SimCLRv1 models).
+  """
+  excused = set()
+  for part in ('supervised', 'projection'):
+    names = [(n, tuple(v.shape)) for n, v, _ in targets if _part(n) == part]
+    absent = all(n not in found for n, _ in names)
+    unfit = all(found.get(n) != shape for n, shape in names)
+    if names and (absent or (part == 'supervised' and unfit)):
+      excused.add(part)
+      report.notes.append(
+          f'The model\'s {part} head was left as initialised: the '
+          'checkpoint ' + ('has none.' if absent else 'has one of another '
+                           'shape (another number of classes).'))
+  return excused
 
 
 def _match(model, source, use_ema, strict):
@@ -476,18 +522,7 @@ def _match(model, source, use_ema, strict):
   targets = _targets(model, source.naming)
   found = {n: source.shapes[values[n]] for n, _, _ in targets if n in values}
   report = RestoreReport(source.path, source.format)
-  excused = set()
-  if not strict:
-    for part in ('supervised', 'projection'):
-      names = [(n, tuple(v.shape)) for n, v, _ in targets if _part(n) == part]
-      absent = all(n not in found for n, _ in names)
-      unfit = all(found.get(n) != shape for n, shape in names)
-      if names and (absent or (part == 'supervised' and unfit)):
-        excused.add(part)
-        report.notes.append(
-            f'The model\'s {part} head was left as initialised: the '
-            'checkpoint ' + ('has none.' if absent else 'has one of another '
-                             'shape (another number of classes).'))
+  excused = set() if strict else _excused_heads(targets, found, report)
   pairs = []
   for name, variable, key in targets:
     if _part(name) in excused:
@@ -495,10 +530,10 @@ def _match(model, source, use_ema, strict):
       continue
     label = name if name == key else f'{name} (model key {key})'
     if name not in found:
-      missing = [n for n, _, _ in targets
-                 if n not in found and _part(n) not in excused]
-      raise _error(source.path, f'{len(missing)} model variables are not in '
-                   f'the checkpoint, the first is {label}.',
+      count = sum(n not in found and _part(n) not in excused
+                  for n, _, _ in targets)
+      raise _error(source.path, f'{count} model variables are not in the '
+                   f'checkpoint, the first is {label}.',
                    _mismatch_hint(source))
     if found[name] != tuple(variable.shape):
       raise _error(source.path, f'the first mismatching variable is {label}: '
@@ -508,13 +543,13 @@ def _match(model, source, use_ema, strict):
     pairs.append((variable, values[name]))
   used = {values[n] for n in report.filled}
   for name, tensor_key in values.items():
-    if tensor_key in used:
-      continue
-    if _part(name) not in excused:
+    if tensor_key not in used and _part(name) not in excused:
       raise _error(source.path, f'the checkpoint value {name} '
                    f'{source.shapes[tensor_key]} fits no variable of this '
                    'model.', _mismatch_hint(source))
-  report.unused = sorted(k for k in source.shapes if k not in used)
+  name_of = {key: name for name, key in values.items()}
+  report.unused = sorted(name_of.get(k, k) for k in source.shapes
+                         if k not in used)
   return report, pairs
 
 
