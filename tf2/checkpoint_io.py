@@ -533,8 +533,8 @@ def _match(model, source, use_ema, strict):
       count = sum(n not in found and _part(n) not in excused
                   for n, _, _ in targets)
       raise _error(source.path, f'{count} model variables are not in the '
-                   f'checkpoint, the first is {label}.',
-                   _mismatch_hint(source))
+                   f'checkpoint, the first is {label} of shape '
+                   f'{tuple(variable.shape)}.', _mismatch_hint(source))
     if found[name] != tuple(variable.shape):
       raise _error(source.path, f'the first mismatching variable is {label}: '
                    f'the model expects shape {tuple(variable.shape)} but the '
