@@ -181,8 +181,8 @@ class Model(tf_keras.Model):
       `logits_sup`.
     """
     features = self._split_views(inputs, training)
-    outputs = {}
-    hiddens = self.resnet_model(features, training=training, endpoints=outputs)
+    hiddens, outputs = self.resnet_model(features, training=training,
+                                         return_endpoints=True)
     outputs['proj_head_input'] = hiddens
     proj_out, sup_in = self._projection_head(hiddens, training=training)
     outputs['proj_head_output'] = proj_out

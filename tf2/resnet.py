@@ -362,20 +362,21 @@ class Resnet(tf_keras.layers.Layer):
         IdentityLayer(name='initial_max_pool'),
     ]
 
-  def call(self, inputs, training=None, endpoints=None):
+  def call(self, inputs, training=None, return_endpoints=False):
     """Encodes images to pooled features.
 
     Args:
       inputs: float images (B, H, W, 3).
       training: batch-norm mode.
-      endpoints: optional dict filled with the named intermediate outputs
+      return_endpoints: also return the dict of named intermediate outputs
         (`initial_conv`, `initial_max_pool`, `block_group1..4`,
         `final_avg_pool`) that the SavedModel exposes.
 
     Returns:
-      (B, 512 * width) for ResNet-18/34, (B, 2048 * width) otherwise.
+      Features (B, 512 * width) for ResNet-18/34, (B, 2048 * width)
+      otherwise; with return_endpoints, (features, endpoints).
     """
-    endpoints = {} if endpoints is None else endpoints
+    endpoints = {}
     for layer in self.initial_conv_relu_max_pool:
       inputs = layer(inputs, training=training)
       if isinstance(layer, IdentityLayer):
@@ -389,4 +390,6 @@ class Resnet(tf_keras.layers.Layer):
       inputs = tf.stop_gradient(inputs)
     inputs = tf.reduce_mean(inputs, [1, 2])
     endpoints['final_avg_pool'] = inputs
+    if return_endpoints:
+      return inputs, endpoints
     return inputs
