@@ -172,6 +172,43 @@ def validate_flags():
       raise UsageError(f'--{name} must be positive.')
 
 
+# Flags that a checkpoint determines; the head ones only if it has the head.
+_ENCODER_FLAGS = ('resnet_depth', 'width_multiplier', 'sk_ratio', 'se_ratio')
+_HEAD_FLAGS = ('proj_head_mode', 'num_proj_layers', 'proj_out_dim')
+
+
+def adopt_checkpoint_architecture(path):
+  """Sets architecture flags left at their defaults from the checkpoint.
+
+  A flag given explicitly that disagrees with the checkpoint stops the run
+  with both values, instead of failing later on shapes.
+
+  Returns:
+    {flag: value} of the flags changed.
+  """
+  arch = checkpoint_io.infer_architecture(path)
+  names = _ENCODER_FLAGS + (_HEAD_FLAGS if arch['has_projection_head']
+                            else ())
+  changed = {}
+  for name in names:
+    found, current = arch[name], getattr(FLAGS, name)
+    if found is None or found == current:
+      continue
+    if FLAGS[name].present:
+      raise UsageError(
+          f'--{name}={current} but the checkpoint {path} has {name}={found}. '
+          f'Drop --{name} to use the checkpoint\'s value, or pass a '
+          'checkpoint of the architecture you want.')
+    setattr(FLAGS, name, found)
+    changed[name] = found
+  if arch['cifar_stem'] != (FLAGS.image_size <= 32):
+    stem = 'the CIFAR stem (--image_size <= 32)' if arch['cifar_stem'] else (
+        'the ImageNet stem (--image_size > 32)')
+    raise UsageError(f'The checkpoint {path} has {stem}, but '
+                     f'--image_size={FLAGS.image_size} selects the other.')
+  return changed
+
+
 def model_config(num_classes, num_replicas):
   """The architecture flags as a ModelConfig."""
   ft_proj_selector = FLAGS.ft_proj_selector
@@ -251,6 +288,11 @@ def run():
       FLAGS.master)
   builder = data_lib.get_builder(FLAGS.dataset, FLAGS.data_dir)
   tf.io.gfile.makedirs(FLAGS.model_dir)
+  start_from = tf.train.latest_checkpoint(FLAGS.model_dir) or FLAGS.checkpoint
+  if start_from:
+    changed = adopt_checkpoint_architecture(start_from)
+    if changed:
+      logging.info('Architecture from %s: %s', start_from, changed)
   num_train_examples = data_lib.num_examples(builder, FLAGS.train_split)
   num_eval_examples = (0 if FLAGS.mode == 'train' else
                        data_lib.num_examples(builder, FLAGS.eval_split))

@@ -118,10 +118,23 @@ def test_other_architecture_never_overwrites_a_checkpoint(pretrained):
                   check=False)
   assert result.returncode != 0
   message = result.stderr.split('run.py: error: ')[-1]
-  assert 'the first mismatching variable is' in message
-  assert 'expects shape' in message and 'checkpoint has' in message
+  assert '--width_multiplier=2' in message
+  assert 'width_multiplier=1' in message
   assert 'Traceback' not in result.stderr
   assert checkpoint_steps(model_dir) == before
+
+
+def test_architecture_flags_left_at_defaults_come_from_the_checkpoint(
+    pretrained, tmp_path):
+  args = [a for a in TINY if not a.startswith(('--resnet_depth',
+                                               '--proj_out_dim'))]
+  result = run_py(*args, '--train_mode=finetune', '--train_steps=1',
+                  '--checkpoint_steps=1', f'--model_dir={tmp_path / "ft"}',
+                  f'--checkpoint={pretrained["model_dir"]}',
+                  data_dir=pretrained['data_dir'])
+  assert "'resnet_depth': 18" in result.stderr
+  assert "'proj_out_dim': 16" in result.stderr
+  assert checkpoint_steps(tmp_path / 'ft') == [1]
 
 
 @pytest.mark.parametrize('args,message', [
