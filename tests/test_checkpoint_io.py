@@ -216,10 +216,6 @@ def test_architecture_inference_round_trips_through_every_format(
                                         strict=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'tf2/export.py calls endpoints(training=True) on 3-channel images, which '
-    'a pretraining-mode model splits into two views; a model without '
-    'supervised head cannot be exported until export or model handles it.'))
 def test_checkpoint_without_supervised_head_exports_as_saved_model(tmp_path):
   config = config_lib.ModelConfig(num_classes=5, resnet_depth=18, image_size=8,
                                   lineareval_while_pretraining=False,

@@ -153,7 +153,9 @@ class Model(tf_keras.Model):
   def _split_views(self, inputs, training):
     """(B, H, W, 3k) -> (kB, H, W, 3), blurring views in pretraining."""
     pretraining = training and self.config.train_mode == 'pretrain'
-    if not pretraining:
+    # Three channels are one view (e.g. the exported model called with
+    # trainable=True): nothing to split.
+    if not pretraining or inputs.shape[-1] == 3:
       return inputs
     if self.config.fine_tune_after_block > -1:
       raise ValueError('fine_tune_after_block > -1 freezes layers, which '
