@@ -43,6 +43,13 @@ def fixtures_dir():
 
 
 @pytest.fixture(scope='session')
+def reference_ops(fixtures_dir):
+  """Golden values of the reference building blocks (losses, LARS, ...)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  return dict(np.load(fixtures_dir / 'golden' / 'reference_ops.npz'))
+
+
+@pytest.fixture(scope='session')
 def two_cpu_strategy():
   """One MirroredStrategy over two logical CPUs, shared by all tests.
 

@@ -10,6 +10,8 @@ import zlib
 
 import numpy as np
 
+from tf2 import config as config_lib
+
 from tests.conftest import FIXTURES
 
 GOLDEN_CONFIGS = ('r18_1x_sk0_32px', 'r50_1x_sk0_64px', 'r50_1x_sk1_64px')
@@ -76,3 +78,19 @@ def assert_close_relative(actual, expected, tolerance, what):
   error = float(np.max(np.abs(np.asarray(actual) - expected)))
   assert error <= tolerance * scale, (
       f'{what}: max error {error:.3g} > {tolerance} x max |golden| {scale:.3g}')
+
+
+def golden_config(fixture_config, **overrides):
+  """The ModelConfig of a golden fixture (fine-tuning mode: both heads)."""
+  fields = dict(
+      num_classes=fixture_config['num_classes'],
+      resnet_depth=fixture_config['resnet_depth'],
+      width_multiplier=fixture_config['width_multiplier'],
+      sk_ratio=fixture_config['sk_ratio'],
+      image_size=fixture_config['image_size'],
+      num_proj_layers=fixture_config['num_proj_layers'],
+      proj_out_dim=fixture_config['proj_out_dim'],
+      ft_proj_selector=fixture_config['ft_proj_selector'],
+      train_mode='finetune', global_bn=False)
+  fields.update(overrides)
+  return config_lib.ModelConfig(**fields)

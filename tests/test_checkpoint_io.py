@@ -9,6 +9,7 @@ import tensorflow as tf
 import tf_keras
 
 from tests import golden
+from tests.golden import golden_config
 from tf2 import checkpoint_io
 from tf2 import config as config_lib
 from tf2 import export
@@ -64,21 +65,6 @@ def write_tf1_checkpoint(prefix, weights, ema_weights=None, step=STEP,
                     shape_and_slices=[''] * len(names),
                     tensors=[tf.constant(tensors[n]) for n in names])
   return prefix
-
-
-def golden_config(fixture_config, **overrides):
-  fields = dict(
-      num_classes=fixture_config['num_classes'],
-      resnet_depth=fixture_config['resnet_depth'],
-      width_multiplier=fixture_config['width_multiplier'],
-      sk_ratio=fixture_config['sk_ratio'],
-      image_size=fixture_config['image_size'],
-      num_proj_layers=fixture_config['num_proj_layers'],
-      proj_out_dim=fixture_config['proj_out_dim'],
-      ft_proj_selector=fixture_config['ft_proj_selector'],
-      train_mode='finetune', global_bn=False)
-  fields.update(overrides)
-  return config_lib.ModelConfig(**fields)
 
 
 def assert_matches_golden_eval(endpoints, arrays):

@@ -17,7 +17,7 @@ from checkpoints_tools import inspect_checkpoint
 from tests import golden
 from tests.conftest import ROOT
 from tests.test_checkpoint_io import assert_matches_golden_eval
-from tests.test_checkpoint_io import golden_config
+from tests.golden import golden_config
 from tests.test_checkpoint_io import perturbed
 from tests.test_checkpoint_io import STEP
 from tests.test_checkpoint_io import write_tf1_checkpoint

@@ -8,11 +8,6 @@ from tf2 import lars_optimizer
 from tf2 import optimization
 
 
-@pytest.fixture(scope='module')
-def reference_ops(fixtures_dir):
-  return dict(np.load(fixtures_dir / 'golden' / 'reference_ops.npz'))
-
-
 @pytest.mark.parametrize('i', [0, 1, 2])
 def test_three_lars_steps_match_reference(reference_ops, i):
   ref = {k.split('/', 1)[1]: v for k, v in reference_ops.items()

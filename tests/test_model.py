@@ -11,17 +11,8 @@ from tf2 import tf1_mapping
 
 
 def _golden_model(fixture_config, **overrides):
-  config = config_lib.ModelConfig(
-      num_classes=fixture_config['num_classes'],
-      resnet_depth=fixture_config['resnet_depth'],
-      width_multiplier=fixture_config['width_multiplier'],
-      sk_ratio=fixture_config['sk_ratio'],
-      image_size=fixture_config['image_size'],
-      num_proj_layers=fixture_config['num_proj_layers'],
-      proj_out_dim=fixture_config['proj_out_dim'],
-      ft_proj_selector=fixture_config['ft_proj_selector'],
-      train_mode='finetune', global_bn=False, **overrides)
-  return model_lib.build_model(config)
+  return model_lib.build_model(golden.golden_config(fixture_config,
+                                                   **overrides))
 
 
 @pytest.mark.parametrize('name', golden.GOLDEN_CONFIGS)

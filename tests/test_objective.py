@@ -8,11 +8,6 @@ import tensorflow as tf
 from tf2 import objective
 
 
-@pytest.fixture(scope='module')
-def reference_ops(fixtures_dir):
-  return dict(np.load(fixtures_dir / 'golden' / 'reference_ops.npz'))
-
-
 @pytest.mark.parametrize('i', [0, 1, 2])
 def test_contrastive_loss_matches_reference(reference_ops, i):
   ref = {k.split('/', 1)[1]: v for k, v in reference_ops.items()
