@@ -89,3 +89,47 @@ def test_one_train_step_changes_weights_and_counts_the_step():
              for b, v in zip(before, model.trainable_variables)]
   assert all(changed)
   assert metrics['contrast_loss'].count.numpy() == 2
+
+
+def test_full_fine_tuning_from_a_saved_model_on_two_replicas(
+    two_cpu_strategy, tmp_path):
+  from tf2 import data as data_lib  # pylint: disable=g-import-not-at-top
+  from tf2 import export  # pylint: disable=g-import-not-at-top
+  from tf2 import schedule  # pylint: disable=g-import-not-at-top
+  source = model_lib.build_model(_CONFIG.replace(global_bn=False,
+                                                 num_classes=10))
+  saved_model = export.export_saved_model(source, tmp_path / 'published')
+
+  config = _CONFIG.replace(num_classes=10, train_mode='finetune',
+                           fine_tune_after_block=-1, global_bn=True)
+  builder = data_lib.get_builder('digits', str(tmp_path / 'tfds'))
+  with two_cpu_strategy.scope():
+    model = model_lib.build_model(config)
+    dataset = data_lib.build_distributed_dataset(
+        builder, 16, True, two_cpu_strategy, split='train', image_size=8,
+        train_mode='finetune')
+    learning_rate = schedule.WarmUpAndCosineDecay(0.1, 1442, 16, 0, 2)
+    optimizer = optimization.build_optimizer('lars', learning_rate, 0.9,
+                                             1e-6)
+    state = training.CheckpointState(model, optimizer, str(tmp_path / 'ft'),
+                                     keep_checkpoint_max=1)
+    message = state.restore_or_initialize(str(saved_model))
+  assert 'Initialised from' in message
+  for mine, theirs in zip(model.resnet_model.variables,
+                          source.resnet_model.variables):
+    np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+  training.train(state, two_cpu_strategy, dataset,
+                 training.LossConfig(train_mode='finetune'), train_steps=2,
+                 steps_per_loop=2, learning_rate=learning_rate,
+                 summary_writer=tf.summary.create_noop_writer())
+  assert int(state.global_step.numpy()) == 2
+  stem_and_groups = [model.resnet_model.initial_conv_relu_max_pool[0]] + [
+      group for group in model.resnet_model.block_groups]
+  source_parts = [source.resnet_model.initial_conv_relu_max_pool[0]] + [
+      group for group in source.resnet_model.block_groups]
+  for part, original in zip(stem_and_groups, source_parts):
+    kernel = part.trainable_variables[0]
+    assert not np.array_equal(kernel.numpy(),
+                              original.trainable_variables[0].numpy()), (
+                                  part.name)
