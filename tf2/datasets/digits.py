@@ -1,29 +1,44 @@
 """The embedded real dataset: scikit-learn's handwritten digits, as TFDS.
 
-1,797 real 8x8 scans of the digits 0-9 (UCI optdigits test set, shipped
-inside scikit-learn, so preparing it needs no network). Pixel values 0..16
-are scaled to 0..255 and replicated on 3 channels.
+1,797 real 8x8 scans of the digits 0-9 (the test part of UCI's optdigits,
+shipped inside scikit-learn, so preparing it needs no network). Pixel values
+0..16 become round(v * 255 / 16) in 0..255, replicated on 3 channels.
 
-Splits are fixed: within each class, in the order scikit-learn returns the
-images, every fifth image (positions 4, 9, 14, ...) is `test` (355 images),
-the rest `train` (1,442 images). The split is stratified and deterministic.
+Splits are fixed, stratified and deterministic: within each class, in the
+order scikit-learn returns the images, every fifth image (the class's 5th,
+10th, 15th, ...) is `test`, the others `train`. That gives 355 test and
+1,442 train images (19.8% / 80.2%), each class in the same proportion.
 """
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+TEST_EVERY = 5  # Every 5th image of each class is a test image.
 
-def _split_indices():
-  """{'train': indices, 'test': indices} into load_digits()."""
+
+def split_indices(labels):
+  """Positions of the train and test images.
+
+  Args:
+    labels: (N,) int class of each image, in scikit-learn's order.
+
+  Returns:
+    {'train': sorted int indices, 'test': sorted int indices}.
+  """
+  test = np.concatenate([
+      np.flatnonzero(labels == label)[TEST_EVERY - 1::TEST_EVERY]
+      for label in np.unique(labels)])
+  test = np.sort(test)
+  return {'train': np.setdiff1d(np.arange(len(labels)), test), 'test': test}
+
+
+def _load():
+  """(images (N, 8, 8, 3) uint8, labels (N,) int) from scikit-learn."""
+  # Imported here: scikit-learn is only needed to prepare the dataset.
   from sklearn import datasets as sk_datasets  # pylint: disable=g-import-not-at-top
-  labels = sk_datasets.load_digits().target
-  test = []
-  for label in range(10):
-    positions = np.flatnonzero(labels == label)
-    test.extend(positions[4::5])
-  test = np.sort(np.array(test))
-  train = np.setdiff1d(np.arange(len(labels)), test)
-  return {'train': train, 'test': test}
+  digits = sk_datasets.load_digits()
+  grey = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+  return np.repeat(grey[..., None], 3, axis=-1), digits.target
 
 
 class Digits(tfds.core.GeneratorBasedBuilder):
@@ -42,18 +57,18 @@ class Digits(tfds.core.GeneratorBasedBuilder):
         }),
         supervised_keys=('image', 'label'),
         homepage='https://scikit-learn.org/stable/datasets/toy_dataset.html',
+        citation=('E. Alpaydin, C. Kaynak. Optical Recognition of '
+                  'Handwritten Digits. UCI Machine Learning Repository, '
+                  '1998. https://doi.org/10.24432/C50P49'),
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download: the data ships with scikit-learn.
-    indices = _split_indices()
-    return {name: self._generate_examples(idx)
-            for name, idx in indices.items()}
+    images, labels = _load()
+    return {name: self._generate_examples(images, labels, indices)
+            for name, indices in split_indices(labels).items()}
 
-  def _generate_examples(self, indices):
-    from sklearn import datasets as sk_datasets  # pylint: disable=g-import-not-at-top
-    digits = sk_datasets.load_digits()
+  def _generate_examples(self, images, labels, indices):
+    # The key is the image's position in scikit-learn's order.
     for i in indices:
-      grey = np.round(digits.images[i] * (255.0 / 16.0)).astype(np.uint8)
-      yield int(i), {'image': np.repeat(grey[:, :, None], 3, axis=2),
-                     'label': int(digits.target[i])}
+      yield int(i), {'image': images[i], 'label': int(labels[i])}
