@@ -1,18 +1,27 @@
 """Input pipelines: TFDS datasets to per-replica batches for a strategy.
 
-Pretraining batches carry two augmented views concatenated on channels
-(B, H, W, 6); fine-tuning and evaluation batches one view (B, H, W, 3).
-Labels are one-hot, in a dict `{'labels': ...}` as in the reference.
+Pretraining batches hold two augmented views concatenated on channels,
+(B, H, W, 6); fine-tuning and evaluation batches one view, (B, H, W, 3).
+Each element is `(images, {'labels': one_hot})`: the reference's input
+function yields the bare one-hot labels and its `run.py` wraps them in that
+dict, which the training and evaluation steps read.
+
+As in the reference: training reads shuffled files, shuffles a buffer of
+50 (images of 32 px or less) or 10 per-replica batches, repeats forever and
+drops the last partial batch; evaluation reads the split once, in order,
+and keeps the last partial batch. This project never downloads: apart from
+the embedded `digits` (prepared from scikit-learn on first use), datasets
+must already be prepared in data_dir.
 """
 
 import functools
-import os
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf2 import data_util
-from tf2 import datasets  # pylint: disable=unused-import  (registers digits)
+# Imported for its side effect: registers the embedded digits with TFDS.
+from tf2 import datasets as _datasets  # pylint: disable=unused-import
 
 EMBEDDED_DATASETS = ('digits',)
 
@@ -21,39 +30,67 @@ class DatasetNotPreparedError(ValueError):
   """The dataset is unknown to TFDS or not prepared in data_dir."""
 
 
-def _default_data_dir():
-  return os.environ.get('TFDS_DATA_DIR',
-                        os.path.join('~', 'tensorflow_datasets'))
+def _base_name(dataset):
+  """'imagenet2012_subset/1pct:5.0.0' -> 'imagenet2012_subset'."""
+  return dataset.split(':')[0].split('/')[0]
+
+
+def _not_prepared_message(dataset, where, builder):
+  build = f'`tfds build {dataset} --data_dir={where}`'
+  manual = getattr(builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None)
+  if manual:
+    how = (f'put the files TFDS asks for in {where}/downloads/manual '
+           f'({" ".join(manual.split())}), then run {build}')
+  else:
+    how = (f'on a machine with internet run {build} and copy the folder '
+           f'{where}/{_base_name(dataset)} here')
+  return (f'Dataset {dataset!r} is not prepared in data_dir={where}, and '
+          f'this project never downloads. Prepare it once: {how}. The '
+          f'embedded dataset {EMBEDDED_DATASETS[0]!r} needs no preparation.')
 
 
 def get_builder(dataset, data_dir=None):
   """A prepared TFDS builder; never downloads.
 
-  The embedded `digits` dataset is prepared on first use (its data ships
-  with scikit-learn). Any other dataset must already be prepared in
-  data_dir.
+  The embedded `digits` dataset is prepared in data_dir on first use (its
+  data ships with scikit-learn). Any other dataset must already be prepared
+  in data_dir.
+
+  Args:
+    dataset: TFDS name, optionally with config and version
+      ('imagenet2012_subset/1pct:5.0.0').
+    data_dir: TFDS data directory; None for the TFDS default
+      ($TFDS_DATA_DIR or ~/tensorflow_datasets).
+
+  Returns:
+    A `tfds.core.DatasetBuilder` whose splits can be read.
+
+  Raises:
+    DatasetNotPreparedError: the name is unknown to TFDS, names a config or
+      version TFDS does not have, or the dataset is not prepared in
+      data_dir; the message says what to do instead.
   """
-  where = data_dir or _default_data_dir()
+  where = data_dir or tfds.core.constants.DATA_DIR
   try:
     builder = tfds.builder(dataset, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
     raise DatasetNotPreparedError(
-        f'Dataset {dataset!r} is not a TFDS dataset. Use a TFDS name (e.g. '
-        'cifar10, imagenet2012, imagenet2012_subset/1pct) or '
-        f'--dataset={EMBEDDED_DATASETS[0]} for the embedded one.') from None
-  if dataset.split('/')[0].split(':')[0] in EMBEDDED_DATASETS:
-    builder.download_and_prepare()
-    return builder
-  if not builder.is_prepared():
-    manual = (' imagenet2012 needs the ILSVRC2012 tar files placed in '
-              '<data_dir>/downloads/manual first.'
-              if dataset.startswith('imagenet2012') else '')
+        f'Dataset {dataset!r} is neither a TFDS dataset nor prepared in '
+        f'data_dir={where}. Use a TFDS name (e.g. cifar10, imagenet2012, '
+        f'imagenet2012_subset/1pct) or --dataset={EMBEDDED_DATASETS[0]} for '
+        'the embedded one.') from None
+  except (ValueError, AssertionError) as e:
+    # TFDS reports a bad config or version this way, with a long message
+    # whose first line says what is wrong.
+    reason = str(e).strip().splitlines()[0]
     raise DatasetNotPreparedError(
-        f'Dataset {dataset!r} is not prepared in data_dir={where}, and this '
-        'project never downloads. Prepare it once on a machine with '
-        f'internet: `tfds build {dataset} --data_dir={where}` (or '
-        f'tfds.builder({dataset!r}).download_and_prepare()), copy the folder '
-        f'here and pass --data_dir.{manual}')
+        f'TFDS cannot build dataset {dataset!r} (data_dir={where}): '
+        f'{reason}') from None
+  if _base_name(dataset) in EMBEDDED_DATASETS:
+    builder.download_and_prepare()  # Reads scikit-learn's files only.
+  elif not builder.is_prepared():
+    raise DatasetNotPreparedError(
+        _not_prepared_message(dataset, where, builder))
   return builder
 
 
@@ -67,58 +104,105 @@ def num_examples(builder, split):
         f'splits are {sorted(builder.info.splits)}.') from e
 
 
+def num_train_examples(builder, split):
+  """Examples per training epoch: `num_examples` of the training split."""
+  return num_examples(builder, split)
+
+
 def num_classes(builder):
   return builder.info.features['label'].num_classes
 
 
-def preprocess_fn(is_training, is_pretrain, image_size,
-                  color_jitter_strength):
-  """The per-image preprocessing of the reference for this mode."""
-  return functools.partial(
-      data_util.preprocess_image, height=image_size, width=image_size,
-      is_training=is_training,
-      color_jitter_strength=color_jitter_strength if is_pretrain else 0.,
-      test_crop=image_size > 32)
+def _read_split(builder, split, is_training, input_context, seed):
+  """The split's (image, label) pairs, this input pipeline's share only.
+
+  TFDS assigns whole files to input pipelines, as in the reference; a split
+  with fewer files than pipelines (the embedded digits have one) is sharded
+  by example instead.
+  """
+  pipelines = input_context.num_input_pipelines
+  by_file = (pipelines == 1 or
+             builder.info.splits[split].num_shards >= pipelines)
+  read_config = tfds.ReadConfig(
+      interleave_cycle_length=32, interleave_block_length=1,
+      input_context=input_context if by_file else None, shuffle_seed=seed)
+  dataset = builder.as_dataset(split=split, shuffle_files=is_training,
+                               as_supervised=True, read_config=read_config)
+  if not by_file:
+    dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
+  return dataset
 
 
 def build_input_fn(builder, global_batch_size, is_training, *, split,
                    image_size, train_mode, cache_dataset=False,
-                   color_jitter_strength=1.0):
+                   color_jitter_strength=1.0, seed=None):
   """`input_fn(input_context)` for strategy.distribute_datasets_from_function.
 
-  Training shuffles (buffer of 50 or 10 batches for images <= / > 32 px, as
-  the reference), repeats and drops the remainder; evaluation reads the
-  split once and keeps the last partial batch.
+  Args:
+    builder: a prepared TFDS builder with 'image' and 'label' features.
+    global_batch_size: batch size summed over replicas.
+    is_training: random augmentation, shuffling and repetition; else eval
+      preprocessing and one pass.
+    split: TFDS split to read ('train', 'test', 'train[:10%]', ...).
+    image_size: output height and width.
+    train_mode: 'pretrain' (two colour-distorted views) or 'finetune'
+      (one view, cropped and flipped only).
+    cache_dataset: cache the decoded split in memory.
+    color_jitter_strength: colour jitter strength of pretraining views.
+    seed: int for a reproducible pipeline (file order, shuffling and
+      augmentations; costs the speed of non-deterministic element order), or
+      None.
+
+  Returns:
+    input_fn(input_context) -> tf.data.Dataset of
+      (images (B, image_size, image_size, 6 or 3) float32 in [0, 1],
+       {'labels': (B, num_classes) float32 one-hot}),
+    B the per-replica batch size.
   """
   classes = num_classes(builder)
   pretrain = is_training and train_mode == 'pretrain'
-  preprocess = preprocess_fn(is_training, pretrain, image_size,
-                             color_jitter_strength)
+  preprocess = functools.partial(
+      data_util.preprocess_image, height=image_size, width=image_size,
+      is_training=is_training, color_distort=pretrain,
+      # The reference skips the eval centre crop for small images (CIFAR).
+      test_crop=image_size > 32, color_jitter_strength=color_jitter_strength)
 
-  def map_fn(image, label):
+  def train_map(image, label, element_seed):
     if pretrain:
-      image = tf.concat([preprocess(image), preprocess(image)], -1)
+      views = [preprocess(image, seed=s)
+               for s in data_util.split_seed(element_seed, 2)]
+      image = tf.concat(views, -1)
     else:
-      image = preprocess(image)
+      image = preprocess(image, seed=element_seed)
     return image, {'labels': tf.one_hot(label, classes)}
+
+  def eval_map(image, label):
+    return preprocess(image), {'labels': tf.one_hot(label, classes)}
 
   def input_fn(input_context):
     batch_size = input_context.get_per_replica_batch_size(global_batch_size)
-    dataset = builder.as_dataset(split=split, shuffle_files=is_training,
-                                 as_supervised=True)
-    if input_context.num_input_pipelines > 1:
-      dataset = dataset.shard(input_context.num_input_pipelines,
-                              input_context.input_pipeline_id)
+    pipeline_seed = (None if seed is None else
+                     seed + input_context.input_pipeline_id)
+    dataset = _read_split(builder, split, is_training, input_context,
+                          pipeline_seed)
     if cache_dataset:
       dataset = dataset.cache()
     if is_training:
       options = tf.data.Options()
-      options.deterministic = False
+      options.deterministic = seed is not None
       options.experimental_slack = True
       dataset = dataset.with_options(options)
-      dataset = dataset.shuffle(batch_size * (50 if image_size <= 32 else 10))
+      dataset = dataset.shuffle(batch_size * (50 if image_size <= 32 else 10),
+                                seed=pipeline_seed)
       dataset = dataset.repeat(-1)
-    dataset = dataset.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE)
+      # One stateless seed (2 int64) per element: the augmentations then
+      # depend on the seed, not on which map thread runs first.
+      element_seeds = tf.data.Dataset.random(seed=pipeline_seed).batch(2)
+      dataset = tf.data.Dataset.zip(dataset, element_seeds).map(
+          lambda pair, s: train_map(*pair, s),
+          num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+      dataset = dataset.map(eval_map, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=is_training)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -127,6 +211,18 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
 
 def build_distributed_dataset(builder, global_batch_size, is_training,
                               strategy, **kwargs):
-  """The per-replica dataset of build_input_fn under `strategy`."""
+  """`build_input_fn`'s dataset distributed by `strategy`.
+
+  Args:
+    builder: a prepared TFDS builder.
+    global_batch_size: batch size summed over replicas.
+    is_training: see `build_input_fn`.
+    strategy: a tf.distribute strategy.
+    **kwargs: keyword arguments of `build_input_fn` (split, image_size,
+      train_mode, ...).
+
+  Returns:
+    A distributed dataset of per-replica (images, {'labels': one_hot}).
+  """
   input_fn = build_input_fn(builder, global_batch_size, is_training, **kwargs)
   return strategy.distribute_datasets_from_function(input_fn)
