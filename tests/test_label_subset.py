@@ -164,3 +164,24 @@ def test_imagenet_subset_configs_are_known_to_tfds(tmp_path, config):
     ids, labels = label_subset.read_split_ids_and_labels(builder, 'train')
   assert builder.builder_config.name == config
   assert len(ids) == len(labels) == 12
+
+
+def test_lookup_built_in_a_distributed_input_fn_filters_each_pipeline(
+    digits, digits_subset, two_cpu_strategy):
+  # How an input pipeline uses it: the table is created in input_fn.
+  def input_fn(input_context):
+    is_labeled = label_subset.labeled_lookup(digits_subset.labeled_ids)
+    dataset = digits.as_dataset(
+        split='train', shuffle_files=False,
+        read_config=tfds.ReadConfig(add_tfds_id=True))
+    dataset = dataset.filter(lambda ex: is_labeled(ex['tfds_id']))
+    return dataset.map(lambda ex: ex['label']).batch(
+        input_context.get_per_replica_batch_size(30))
+
+  dataset = two_cpu_strategy.distribute_datasets_from_function(input_fn)
+  labels = [two_cpu_strategy.experimental_local_results(batch)
+            for batch in dataset]
+  counts = np.bincount(np.concatenate(
+      [t.numpy() for per_replica in labels for t in per_replica]))
+  # One worker, one pipeline: its batches go to the replicas in turn.
+  np.testing.assert_array_equal(counts, [3] * 10)
