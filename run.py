@@ -27,6 +27,7 @@ import tensorflow as tf  # pylint: disable=g-bad-import-order
 from tf2 import checkpoint_io
 from tf2 import config as config_lib
 from tf2 import data as data_lib
+from tf2 import distillation
 from tf2 import evaluation
 from tf2 import model as model_lib
 from tf2 import optimization
@@ -66,9 +67,11 @@ flags.DEFINE_bool('cache_dataset', False, 'Whether to cache the entire '
                   'performance.')
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'train_then_eval'],
                   'Whether to perform training or evaluation.')
-flags.DEFINE_enum('train_mode', 'pretrain', ['pretrain', 'finetune'],
+flags.DEFINE_enum('train_mode', 'pretrain', ['pretrain', 'finetune',
+                                              'distill'],
                   'The train mode controls different objectives and trainable '
-                  'components.')
+                  'components. distill (beyond the reference): train the '
+                  'model on --teacher_checkpoint\'s soft labels.')
 flags.DEFINE_bool('lineareval_while_pretraining', True, 'Whether to finetune '
                   'supervised head while pretraining.')
 flags.DEFINE_string('checkpoint', None, 'Loading from the given checkpoint '
@@ -136,6 +139,26 @@ flags.DEFINE_bool('use_ema', False, 'With a TF1 --checkpoint, start from its '
                   'exponential-moving-average weights (ema_model/) instead '
                   'of the raw ones.')
 
+# Semi-supervised recipe: label subsets and distillation.
+flags.DEFINE_float('label_fraction', 0.0, 'Use labels of only this fraction '
+                   'of --train_split (0 < f <= 1), class-balanced; the rest '
+                   'is the unlabeled pool. 0: all labels.')
+flags.DEFINE_integer('labels_per_class', 0, 'Use labels of only this many '
+                     'examples per class of --train_split. 0: all labels.')
+flags.DEFINE_integer('label_seed', 0, 'Seed of the labeled-subset choice.')
+flags.DEFINE_string('teacher_checkpoint', None, 'With --train_mode=distill: '
+                    'the fine-tuned teacher (checkpoint prefix, model_dir or '
+                    'SavedModel directory, ours or published, any '
+                    'architecture).')
+flags.DEFINE_integer('teacher_ft_proj_selector', None, 'The teacher\'s '
+                     'ft_proj_selector; by default read from the flags.json '
+                     'of the run that wrote it, else 0.')
+flags.DEFINE_float('distillation_temperature', 1.0, 'Softmax temperature of '
+                   'teacher and student in the distillation loss.')
+flags.DEFINE_float('label_loss_weight', 0.0, 'Distillation: weight w of the '
+                   'ground-truth loss on labeled examples; loss = (1 - w) * '
+                   'distillation + w * labels.')
+
 
 class UsageError(ValueError):
   """A flag combination that cannot work; the message says what to pass."""
@@ -170,6 +193,25 @@ def validate_flags():
   for name in ('train_batch_size', 'eval_batch_size'):
     if getattr(FLAGS, name) <= 0:
       raise UsageError(f'--{name} must be positive.')
+  if FLAGS.label_fraction and FLAGS.labels_per_class:
+    raise UsageError('--label_fraction and --labels_per_class both choose the '
+                     'labeled subset: pass only one.')
+  if not 0 <= FLAGS.label_fraction <= 1 or FLAGS.labels_per_class < 0:
+    raise UsageError('--label_fraction must be in (0, 1] and '
+                     '--labels_per_class positive (0 turns either off).')
+  if FLAGS.train_mode == 'distill' and FLAGS.mode != 'eval':
+    if not FLAGS.teacher_checkpoint:
+      raise UsageError('--train_mode=distill needs --teacher_checkpoint: the '
+                       'fine-tuned model whose predictions the student '
+                       'learns.')
+    if not (tf.io.gfile.exists(FLAGS.teacher_checkpoint) or
+            tf.io.gfile.glob(FLAGS.teacher_checkpoint + '*')):
+      raise UsageError(f'--teacher_checkpoint={FLAGS.teacher_checkpoint} '
+                       'does not exist.')
+  if not 0 <= FLAGS.label_loss_weight <= 1:
+    raise UsageError('--label_loss_weight must be in [0, 1].')
+  if FLAGS.distillation_temperature <= 0:
+    raise UsageError('--distillation_temperature must be positive.')
 
 
 # Flags that a checkpoint determines; the head ones only if it has the head.
@@ -225,7 +267,8 @@ def model_config(num_classes, num_replicas):
       # With one replica, local statistics are global ones; the plain layer
       # is faster (fused kernel) and writes the same checkpoint keys.
       global_bn=FLAGS.global_bn and num_replicas > 1,
-      train_mode=FLAGS.train_mode,
+      # A student is trained as in fine-tuning: one view, supervised head.
+      train_mode='pretrain' if FLAGS.train_mode == 'pretrain' else 'finetune',
       fine_tune_after_block=FLAGS.fine_tune_after_block,
       proj_head_mode=FLAGS.proj_head_mode,
       num_proj_layers=FLAGS.num_proj_layers,
@@ -240,7 +283,9 @@ def loss_config():
       train_mode=FLAGS.train_mode,
       lineareval_while_pretraining=FLAGS.lineareval_while_pretraining,
       temperature=FLAGS.temperature, hidden_norm=FLAGS.hidden_norm,
-      optimizer=FLAGS.optimizer, weight_decay=FLAGS.weight_decay)
+      optimizer=FLAGS.optimizer, weight_decay=FLAGS.weight_decay,
+      distillation_temperature=FLAGS.distillation_temperature,
+      label_loss_weight=FLAGS.label_loss_weight)
 
 
 def write_flags_json(extra=None):
@@ -254,10 +299,36 @@ def write_flags_json(extra=None):
   os.replace(path + '.tmp', path)
 
 
-def input_kwargs(split):
+def input_kwargs(split, subset=None):
+  """build_input_fn arguments; a label subset marks (or keeps) its examples.
+
+  Fine-tuning reads the labeled examples only; pretraining (linear eval)
+  and distillation read the whole split and use labels where marked.
+  """
   return dict(split=split, image_size=FLAGS.image_size,
               train_mode=FLAGS.train_mode, cache_dataset=FLAGS.cache_dataset,
-              color_jitter_strength=FLAGS.color_jitter_strength)
+              color_jitter_strength=FLAGS.color_jitter_strength,
+              labeled_ids=None if subset is None else subset.labeled_ids,
+              labeled_only=subset is not None and FLAGS.train_mode == 'finetune')
+
+
+def label_subset_for(builder):
+  """The labeled subset of --train_split chosen by the flags, or None.
+
+  Chosen once and saved as model_dir/label_subset.json; a resumed run reads
+  that file, so it keeps exactly the same labeled examples.
+  """
+  if not (FLAGS.label_fraction or FLAGS.labels_per_class):
+    return None
+  from tf2 import label_subset  # pylint: disable=g-import-not-at-top
+  path = os.path.join(FLAGS.model_dir, 'label_subset.json')
+  if tf.io.gfile.exists(path):
+    return label_subset.load_label_subset(path)
+  subset = label_subset.make_label_subset(
+      builder, FLAGS.train_split, fraction=FLAGS.label_fraction or None,
+      per_class=FLAGS.labels_per_class or None, seed=FLAGS.label_seed)
+  label_subset.save_label_subset(subset, path)
+  return subset
 
 
 def run_eval(model, strategy, builder, eval_steps, checkpoint_path):
@@ -293,7 +364,21 @@ def run():
     changed = adopt_checkpoint_architecture(start_from)
     if changed:
       logging.info('Architecture from %s: %s', start_from, changed)
-  num_train_examples = data_lib.num_examples(builder, FLAGS.train_split)
+  subset = None if FLAGS.mode == 'eval' else label_subset_for(builder)
+  num_split_examples = data_lib.num_examples(builder, FLAGS.train_split)
+  counts = {'num_labeled_examples': num_split_examples,
+            'num_unlabeled_examples': 0}
+  if subset is not None:
+    counts = {'num_labeled_examples': subset.num_labeled,
+              'num_unlabeled_examples': subset.num_unlabeled}
+    logging.info('Label subset of %s: %d labeled (%s per class), %d '
+                 'unlabeled.', FLAGS.train_split, subset.num_labeled,
+                 subset.labeled_per_class, subset.num_unlabeled)
+  # An epoch of fine-tuning on a subset is a pass over its labeled part.
+  num_train_examples = (counts['num_labeled_examples']
+                        if subset is not None and
+                        FLAGS.train_mode == 'finetune'
+                        else num_split_examples)
   num_eval_examples = (0 if FLAGS.mode == 'train' else
                        data_lib.num_examples(builder, FLAGS.eval_split))
   num_classes = data_lib.num_classes(builder)
@@ -323,13 +408,18 @@ def run():
         return
     return
 
-  write_flags_json({'num_train_examples': num_train_examples,
-                    'num_eval_examples': num_eval_examples,
-                    'train_steps': train_steps})
+  write_flags_json(dict(counts, num_train_examples=num_train_examples,
+                        num_eval_examples=num_eval_examples,
+                        train_steps=train_steps))
   with strategy.scope():
     dataset = data_lib.build_distributed_dataset(
         builder, FLAGS.train_batch_size, True, strategy,
-        **input_kwargs(FLAGS.train_split))
+        **input_kwargs(FLAGS.train_split, subset))
+    teacher = None
+    if FLAGS.train_mode == 'distill':
+      teacher = distillation.load_teacher(
+          FLAGS.teacher_checkpoint, FLAGS.image_size, num_classes,
+          FLAGS.teacher_ft_proj_selector)
     learning_rate = schedule.WarmUpAndCosineDecay(
         FLAGS.learning_rate, num_train_examples, FLAGS.train_batch_size,
         FLAGS.warmup_epochs, train_steps, FLAGS.learning_rate_scaling)
@@ -343,7 +433,8 @@ def run():
 
   summary_writer = tf.summary.create_file_writer(FLAGS.model_dir)
   training.train(state, strategy, dataset, loss_config(), train_steps,
-                 steps_per_loop, learning_rate, summary_writer)
+                 steps_per_loop, learning_rate, summary_writer,
+                 teacher=teacher)
   logging.info('Training complete.')
   if FLAGS.mode == 'train_then_eval':
     run_eval(model, strategy, builder, eval_steps,

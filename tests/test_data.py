@@ -25,7 +25,7 @@ def _first_batch(dataset):
 
 def test_digits_is_prepared_on_first_use(digits):
   assert digits.is_prepared()
-  assert data_lib.num_train_examples(digits, 'train') == 1442
+  assert data_lib.num_examples(digits, 'train') == 1442
   assert data_lib.num_examples(digits, 'test') == 355
   assert data_lib.num_examples(digits, 'train[:10%]') == 144
   assert data_lib.num_classes(digits) == 10

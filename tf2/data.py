@@ -104,21 +104,22 @@ def num_examples(builder, split):
         f'splits are {sorted(builder.info.splits)}.') from e
 
 
-def num_train_examples(builder, split):
-  """Examples per training epoch: `num_examples` of the training split."""
-  return num_examples(builder, split)
-
-
 def num_classes(builder):
   return builder.info.features['label'].num_classes
 
 
-def _read_split(builder, split, is_training, input_context, seed):
-  """The split's (image, label) pairs, this input pipeline's share only.
+def _read_split(builder, split, is_training, input_context, seed,
+                labeled_ids=None, labeled_only=False):
+  """The split's (image, label, labeled) triples, this pipeline's share only.
 
   TFDS assigns whole files to input pipelines, as in the reference; a split
   with fewer files than pipelines (the embedded digits have one) is sharded
   by example instead.
+
+  `labeled` is False for the images of an `unlabeled` folder (the feature
+  `is_labeled` of image-folder datasets) and, when `labeled_ids` (TFDS ids of
+  a label subset) is given, for every example outside the subset.
+  `labeled_only` drops the unlabeled examples.
   """
   pipelines = input_context.num_input_pipelines
   by_file = (pipelines == 1 or
@@ -126,16 +127,32 @@ def _read_split(builder, split, is_training, input_context, seed):
   read_config = tfds.ReadConfig(
       interleave_cycle_length=32, interleave_block_length=1,
       input_context=input_context if by_file else None, shuffle_seed=seed)
+  read_config.add_tfds_id = labeled_ids is not None
   dataset = builder.as_dataset(split=split, shuffle_files=is_training,
-                               as_supervised=True, read_config=read_config)
+                               read_config=read_config)
   if not by_file:
     dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
+  in_subset = None
+  if labeled_ids is not None:
+    from tf2 import label_subset  # pylint: disable=g-import-not-at-top
+    in_subset = label_subset.labeled_lookup(labeled_ids)
+
+  def triple(example):
+    labeled = example.get('is_labeled', tf.constant(True))
+    if in_subset is not None:
+      labeled = tf.logical_and(labeled, in_subset(example['tfds_id']))
+    return example['image'], example['label'], labeled
+
+  dataset = dataset.map(triple)
+  if labeled_only:
+    dataset = dataset.filter(lambda image, label, labeled: labeled)
   return dataset
 
 
 def build_input_fn(builder, global_batch_size, is_training, *, split,
                    image_size, train_mode, cache_dataset=False,
-                   color_jitter_strength=1.0, seed=None):
+                   color_jitter_strength=1.0, seed=None, labeled_ids=None,
+                   labeled_only=False):
   """`input_fn(input_context)` for strategy.distribute_datasets_from_function.
 
   Args:
@@ -145,18 +162,23 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
       preprocessing and one pass.
     split: TFDS split to read ('train', 'test', 'train[:10%]', ...).
     image_size: output height and width.
-    train_mode: 'pretrain' (two colour-distorted views) or 'finetune'
-      (one view, cropped and flipped only).
+    train_mode: 'pretrain' (two colour-distorted views), 'finetune' or
+      'distill' (one view, cropped and flipped only).
     cache_dataset: cache the decoded split in memory.
     color_jitter_strength: colour jitter strength of pretraining views.
     seed: int for a reproducible pipeline (file order, shuffling and
       augmentations; costs the speed of non-deterministic element order), or
       None.
+    labeled_ids: TFDS ids (`tfds_id`) of the labeled subset; the other
+      examples of the split are marked unlabeled. None: all are labeled
+      (except those of an image folder's `unlabeled` split).
+    labeled_only: keep only labeled examples (fine-tuning on a subset).
 
   Returns:
     input_fn(input_context) -> tf.data.Dataset of
       (images (B, image_size, image_size, 6 or 3) float32 in [0, 1],
-       {'labels': (B, num_classes) float32 one-hot}),
+       {'labels': (B, num_classes) float32 one-hot,
+        'labeled': (B,) float32, 1 where the label may be used}),
     B the per-replica batch size.
   """
   classes = num_classes(builder)
@@ -167,24 +189,28 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
       # The reference skips the eval centre crop for small images (CIFAR).
       test_crop=image_size > 32, color_jitter_strength=color_jitter_strength)
 
-  def train_map(image, label, element_seed):
+  def targets(label, labeled):
+    return {'labels': tf.one_hot(label, classes),
+            'labeled': tf.cast(labeled, tf.float32)}
+
+  def train_map(image, label, labeled, element_seed):
     if pretrain:
       views = [preprocess(image, seed=s)
                for s in data_util.split_seed(element_seed, 2)]
       image = tf.concat(views, -1)
     else:
       image = preprocess(image, seed=element_seed)
-    return image, {'labels': tf.one_hot(label, classes)}
+    return image, targets(label, labeled)
 
-  def eval_map(image, label):
-    return preprocess(image), {'labels': tf.one_hot(label, classes)}
+  def eval_map(image, label, labeled):
+    return preprocess(image), targets(label, labeled)
 
   def input_fn(input_context):
     batch_size = input_context.get_per_replica_batch_size(global_batch_size)
     pipeline_seed = (None if seed is None else
                      seed + input_context.input_pipeline_id)
     dataset = _read_split(builder, split, is_training, input_context,
-                          pipeline_seed)
+                          pipeline_seed, labeled_ids, labeled_only)
     if cache_dataset:
       dataset = dataset.cache()
     if is_training:
@@ -199,7 +225,7 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
       # depend on the seed, not on which map thread runs first.
       element_seeds = tf.data.Dataset.random(seed=pipeline_seed).batch(2)
       dataset = tf.data.Dataset.zip(dataset, element_seeds).map(
-          lambda pair, s: train_map(*pair, s),
+          lambda example, s: train_map(*example, s),
           num_parallel_calls=tf.data.AUTOTUNE)
     else:
       dataset = dataset.map(eval_map, num_parallel_calls=tf.data.AUTOTUNE)

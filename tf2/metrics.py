@@ -14,6 +14,11 @@ def supervised_metrics():
           for name in ('supervised_loss', 'supervised_acc')}
 
 
+def distillation_metrics():
+  return {name: tf_keras.metrics.Mean(f'train/{name}')
+          for name in ('distill_loss', 'teacher_agreement')}
+
+
 def loss_metrics():
   return {name: tf_keras.metrics.Mean(f'train/{name}')
           for name in ('weight_decay', 'total_loss')}
@@ -41,11 +46,20 @@ def update_contrastive(metrics, loss, logits_con, labels_con):
   metrics['contrast_entropy'].update_state(entropy)
 
 
-def update_supervised(metrics, loss, labels, logits):
+def update_supervised(metrics, loss, labels, logits, labeled=None):
+  """Loss and accuracy; with `labeled` (B,), over labeled examples only."""
   metrics['supervised_loss'].update_state(loss)
-  correct = tf.equal(tf.argmax(labels, 1), tf.argmax(logits, 1))
-  metrics['supervised_acc'].update_state(tf.reduce_mean(tf.cast(correct,
-                                                                tf.float32)))
+  correct = tf.cast(tf.equal(tf.argmax(labels, 1), tf.argmax(logits, 1)),
+                    tf.float32)
+  metrics['supervised_acc'].update_state(
+      correct, sample_weight=None if labeled is None else labeled)
+
+
+def update_distillation(metrics, loss, teacher_logits, student_logits):
+  """Distillation loss, and how often the student agrees with the teacher."""
+  metrics['distill_loss'].update_state(loss)
+  agree = tf.equal(tf.argmax(teacher_logits, 1), tf.argmax(student_logits, 1))
+  metrics['teacher_agreement'].update_state(tf.cast(agree, tf.float32))
 
 
 def update_eval(metrics, labels, logits, regularization_loss):

@@ -14,6 +14,7 @@ from absl import logging
 import tensorflow as tf
 
 from tf2 import checkpoint_io
+from tf2 import distillation
 from tf2 import metrics as metrics_lib
 from tf2 import objective
 from tf2 import optimization
@@ -28,6 +29,11 @@ class LossConfig:
   hidden_norm: bool = True
   optimizer: str = 'lars'
   weight_decay: float = 1e-6
+  # Distillation (train_mode='distill'): softmax temperature of teacher and
+  # student, and the weight of the ground-truth loss on labeled examples
+  # (loss = (1 - w) * distillation + w * labels; 0 = teacher only).
+  distillation_temperature: float = 1.0
+  label_loss_weight: float = 0.0
 
 
 def build_metrics(loss_config):
@@ -35,7 +41,9 @@ def build_metrics(loss_config):
   metrics = metrics_lib.loss_metrics()
   if loss_config.train_mode == 'pretrain':
     metrics.update(metrics_lib.contrastive_metrics())
-  if (loss_config.train_mode == 'finetune' or
+  if loss_config.train_mode == 'distill':
+    metrics.update(metrics_lib.distillation_metrics())
+  if (loss_config.train_mode in ('finetune', 'distill') or
       loss_config.lineareval_while_pretraining):
     metrics.update(metrics_lib.supervised_metrics())
   return metrics
@@ -48,8 +56,23 @@ def _full_precision(tensor):
   return tensor
 
 
+def _masked_supervised_loss(labels, logits, labeled):
+  """Cross-entropy averaged over the labeled examples of the batch only.
+
+  Unlabeled examples (the rest of a label subset, an `unlabeled` folder) are
+  in the batch for the other losses; a batch without labeled examples
+  contributes 0. With every example labeled this is the plain mean.
+  """
+  per_example = tf.nn.softmax_cross_entropy_with_logits(labels, logits)
+  if labeled is None:
+    return tf.reduce_mean(per_example)
+  labeled = tf.cast(labeled, per_example.dtype)
+  return tf.math.divide_no_nan(tf.reduce_sum(per_example * labeled),
+                               tf.reduce_sum(labeled))
+
+
 def compute_loss(model, images, labels, loss_config, strategy=None,
-                 metrics=None):
+                 metrics=None, labeled=None, teacher=None):
   """The per-replica loss of one batch (before dividing by replicas).
 
   Args:
@@ -59,9 +82,12 @@ def compute_loss(model, images, labels, loss_config, strategy=None,
     loss_config: LossConfig.
     strategy: gathers contrastive negatives from all its replicas.
     metrics: optional dict from build_metrics, updated in place.
+    labeled: optional (B,) 1 for examples whose label may be used, 0 for
+      unlabeled ones; None means all are labeled.
+    teacher: in distillation, the teacher Model (run in inference mode).
 
   Returns:
-    Scalar loss: contrastive + supervised + weight decay terms.
+    Scalar loss: contrastive / distillation + supervised + weight decay.
   """
   projection, logits = model(images, training=True)
   loss = 0.0
@@ -78,10 +104,24 @@ def compute_loss(model, images, labels, loss_config, strategy=None,
     logits = _full_precision(logits)
     if loss_config.train_mode == 'pretrain':
       labels = tf.concat([labels, labels], 0)  # Both views are classified.
-    sup_loss = objective.supervised_loss(labels, logits)
-    loss += sup_loss
+      if labeled is not None:
+        labeled = tf.concat([labeled, labeled], 0)
+    sup_loss = _masked_supervised_loss(labels, logits, labeled)
+    if loss_config.train_mode == 'distill':
+      soft = _full_precision(distillation.teacher_logits(teacher, images))
+      distill_loss = tf.reduce_mean(distillation.distillation_loss(
+          soft, logits, loss_config.distillation_temperature))
+      weight = loss_config.label_loss_weight
+      loss += (1.0 - weight) * distill_loss
+      if weight:
+        loss += weight * sup_loss
+      if metrics is not None:
+        metrics_lib.update_distillation(metrics, distill_loss, soft, logits)
+    else:
+      loss += sup_loss
     if metrics is not None:
-      metrics_lib.update_supervised(metrics, sup_loss, labels, logits)
+      metrics_lib.update_supervised(metrics, sup_loss, labels, logits,
+                                    labeled)
   weight_decay = optimization.weight_decay_loss(
       model.trainable_variables, loss_config.weight_decay,
       loss_config.optimizer)
@@ -92,13 +132,22 @@ def compute_loss(model, images, labels, loss_config, strategy=None,
   return loss
 
 
-def make_train_step(model, optimizer, loss_config, strategy, metrics=None):
-  """Returns `step(images, labels)` to run on each replica (strategy.run)."""
+def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
+                    teacher=None):
+  """Returns `step(images, labels, labeled=None)` to run on each replica.
 
-  def step(images, labels):
+  Args:
+    model, optimizer, loss_config, strategy, metrics: see `compute_loss`.
+    teacher: the teacher Model when loss_config.train_mode == 'distill'.
+  """
+  if (loss_config.train_mode == 'distill') != (teacher is not None):
+    raise ValueError('A teacher is needed for, and only for, '
+                     "train_mode='distill'.")
+
+  def step(images, labels, labeled=None):
     with tf.GradientTape() as tape:
       loss = compute_loss(model, images, labels, loss_config, strategy,
-                          metrics)
+                          metrics, labeled=labeled, teacher=teacher)
       # apply_gradients sums over replicas; dividing gives the mean gradient.
       scaled_loss = loss / strategy.num_replicas_in_sync
     variables = model.trainable_variables
@@ -123,7 +172,7 @@ def make_train_loop(strategy, step):
   def train_loop(iterator, num_steps):
     for _ in tf.range(num_steps):
       images, labels = next(iterator)
-      strategy.run(step, (images, labels['labels']))
+      strategy.run(step, (images, labels['labels'], labels.get('labeled')))
 
   return train_loop
 
@@ -182,7 +231,7 @@ class CheckpointState:
 
 
 def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
-          learning_rate, summary_writer):
+          learning_rate, summary_writer, teacher=None):
   """Trains until `train_steps`, saving a checkpoint every `steps_per_loop`.
 
   Args:
@@ -194,6 +243,7 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
     steps_per_loop: steps between checkpoints and summaries.
     learning_rate: the schedule, for its summary.
     summary_writer: tf.summary writer for model_dir.
+    teacher: the teacher Model in distillation (see `make_train_step`).
 
   Returns:
     The last train metrics, {summary name: value}.
@@ -201,7 +251,7 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
   with strategy.scope():
     metrics = build_metrics(loss_config)
   step = make_train_step(state.model, state.optimizer, loss_config, strategy,
-                         metrics)
+                         metrics, teacher=teacher)
   train_loop = make_train_loop(strategy, step)
   iterator = iter(dataset)
   current = int(state.global_step.numpy())

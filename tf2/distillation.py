@@ -1,0 +1,131 @@
+"""Distillation / self-training: a teacher's soft labels train a student.
+
+Step three of SimCLRv2: the fine-tuned network labels the unlabeled images
+and a student (the same architecture for self-distillation, or a smaller one)
+learns from those soft labels, optionally mixed with the ground-truth loss on
+the labeled subset. The loss is the paper's eq. (3): cross-entropy between
+the teacher's and the student's temperature-scaled softmax,
+
+  L_distill = - mean_x sum_y P_T(y | x; tau) log P_S(y | x; tau).
+
+The teacher is any checkpoint `checkpoint_io` can read (ours or Google's, of
+any architecture), rebuilt as a `Model` and only ever run in inference mode:
+its batch-norm statistics and weights never change.
+"""
+
+import json
+import os
+
+from absl import logging
+import tensorflow as tf
+
+from tf2 import checkpoint_io
+from tf2 import model as model_lib
+
+
+def distillation_loss(teacher_logits, student_logits, temperature=1.0):
+  """Cross-entropy of the student's tempered softmax to the teacher's.
+
+  Args:
+    teacher_logits: (B, C); no gradient flows into them.
+    student_logits: (B, C).
+    temperature: tau, dividing both sets of logits (1 as in the paper).
+
+  Returns:
+    (B,) per-example losses; the caller averages (or weights) them.
+  """
+  teacher_probs = tf.nn.softmax(
+      tf.stop_gradient(teacher_logits) / temperature)
+  return tf.nn.softmax_cross_entropy_with_logits(
+      teacher_probs, student_logits / temperature)
+
+
+def _flags_json_near(path, levels=3):
+  """The flags.json of the run that wrote `path`, searching a few parents.
+
+  A run's checkpoints sit in model_dir and its SavedModels in
+  model_dir/saved_model/<step>, so model_dir is at most three levels up.
+  """
+  directory = path if os.path.isdir(path) else os.path.dirname(path)
+  for _ in range(levels + 1):
+    candidate = os.path.join(directory, 'flags.json')
+    if os.path.isfile(candidate):
+      return candidate
+    parent = os.path.dirname(directory.rstrip('/'))
+    if not parent or parent == directory:
+      break
+    directory = parent
+  return None
+
+
+def teacher_ft_proj_selector(path, explicit=None):
+  """Which projection layer feeds the teacher's supervised head.
+
+  Checkpoint shapes cannot tell: the hidden projection layers have the
+  encoder's width, so a head on layer 0 or 1 has the same shape. An explicit
+  value wins; else the teacher's own flags.json (runs of this project write
+  one); else 0, the reference default.
+
+  Returns:
+    (selector, where it came from) for the log.
+  """
+  if explicit is not None:
+    return explicit, 'given'
+  found = _flags_json_near(path)
+  if found:
+    with open(found) as f:
+      recorded = json.load(f)
+    selector = recorded.get('ft_proj_selector', 0)
+    if selector == -1:
+      selector = recorded.get('num_proj_layers', 3)
+    return selector, found
+  return 0, 'default (no flags.json beside the teacher)'
+
+
+def load_teacher(path, image_size, num_classes=None, ft_proj_selector=None):
+  """Rebuilds the teacher of any checkpoint format, in inference mode.
+
+  Call inside the strategy's scope so that its variables are mirrored.
+
+  Args:
+    path: checkpoint prefix, model_dir or SavedModel directory.
+    image_size: the students' input size (the teacher sees the same images).
+    num_classes: when given, the teacher's head must predict that many.
+    ft_proj_selector: see `teacher_ft_proj_selector`.
+
+  Returns:
+    A `Model` with a supervised head, weights restored, `trainable=False`.
+
+  Raises:
+    checkpoint_io.CheckpointError: unreadable, or the checkpoint has no
+      supervised head (a pretrained-only model cannot teach), or its head
+      predicts another number of classes.
+  """
+  arch = checkpoint_io.infer_architecture(path)
+  if not arch['has_supervised_head']:
+    raise checkpoint_io.CheckpointError(
+        f'The teacher {path} has no supervised head, so it cannot label '
+        'images: fine-tune it first (--train_mode=finetune) and pass the '
+        'fine-tuned checkpoint as --teacher_checkpoint.')
+  if num_classes is not None and arch['num_classes'] != num_classes:
+    raise checkpoint_io.CheckpointError(
+        f'The teacher {path} predicts {arch["num_classes"]} classes but the '
+        f'dataset has {num_classes}: pass a teacher fine-tuned on this '
+        'dataset.')
+  selector, source = teacher_ft_proj_selector(path, ft_proj_selector)
+  config = checkpoint_io.model_config_for(
+      arch, image_size=image_size, ft_proj_selector=selector,
+      cifar_stem=arch['cifar_stem'])
+  teacher = model_lib.build_model(config)
+  report = checkpoint_io.restore_model_weights(teacher, path, strict=False)
+  teacher.trainable = False
+  logging.info('Teacher %s: %s; ft_proj_selector=%d (%s). %s', path,
+               checkpoint_io.describe_architecture(arch), selector, source,
+               report.summary())
+  return teacher
+
+
+def teacher_logits(teacher, images):
+  """The teacher's logits in inference mode, without gradient."""
+  _, logits = teacher(images, training=False)
+  return tf.stop_gradient(logits)
