@@ -61,10 +61,8 @@ def _write_class(folder, label):
   _write(f'{folder}/sub/palette.png', _palette_png(20, width))
 
 
-@pytest.fixture(name='root')
-def _root(tmp_path):
+def make_tree(root):
   """train: 12 images + 3 broken; test: 4 + 1 stray; unlabeled: 2 + 1."""
-  root = str(tmp_path / 'My Photos')
   for label, name in enumerate(CLASSES):
     _write_class(f'{root}/train/{name}', label)
   _write(f'{root}/train/cat/notes.txt', b'not an image')
@@ -81,6 +79,12 @@ def _root(tmp_path):
   _write(f'{root}/unlabeled/x.jpg', _jpeg(_pixels(8, 30, 3, 10)))
   _write(f'{root}/unlabeled/deep/er/y.png', _png(_pixels(8, 31, 2, 11)))
   _write(f'{root}/unlabeled/z.txt', b'text')
+
+
+@pytest.fixture(name='root')
+def _root(tmp_path):
+  root = str(tmp_path / 'My Photos')
+  make_tree(root)
   return root
 
 
@@ -162,6 +166,40 @@ def test_simple_layout_is_one_train_split(tmp_path):
   assert builder.info.splits['train'].num_examples == 8
   assert builder.info.features['label'].names == ['cat', 'dog']
   assert image_folder_lib.skipped_files(builder) == {'train': 0}
+
+
+def test_train_or_unlabeled_folder_means_split_layout(tmp_path):
+  root = str(tmp_path / 'images')
+  _write_class(f'{root}/train/cat', 0)
+  _write(f'{root}/train/stray.jpg', _jpeg(_pixels(8, 8, 3, 0)))
+  layout = image_folder_lib.read_layout(root)
+  assert not layout.simple
+  assert layout.classes == ('cat',)
+  assert layout.stray == {'train': ['train/stray.jpg']}
+
+
+def test_without_train_classes_are_those_of_all_labeled_splits(tmp_path):
+  root = str(tmp_path / 'images')
+  _write_class(f'{root}/validation/cat', 0)
+  _write_class(f'{root}/validation/dog', 1)
+  _write_class(f'{root}/test/bird', 0)
+  layout = image_folder_lib.read_layout(root)
+  assert not layout.simple
+  assert layout.classes == ('bird', 'cat', 'dog')
+  assert {label for _, label in layout.files['test']} == {0}
+  assert {label for _, label in layout.files['validation']} == {1, 2}
+
+
+def test_linked_folders_are_followed_once(tmp_path):
+  root = str(tmp_path / 'images')
+  _write_class(f'{root}/cat', 0)
+  _write_class(f'{tmp_path}/elsewhere/more', 0)
+  os.symlink(f'{tmp_path}/elsewhere', f'{root}/cat/linked')
+  os.symlink(f'{root}/cat', f'{root}/cat/sub/back_to_cat')  # A cycle.
+  layout = image_folder_lib.read_layout(root)
+  assert layout.simple
+  paths = [p for p, _ in layout.files['train']]
+  assert len(paths) == 8 and all(not p.count('back_to_cat') for p in paths)
 
 
 def test_changed_folder_is_prepared_again_unchanged_is_reused(

@@ -13,23 +13,25 @@ Simple layout: every subfolder of root is a class, all in split 'train'.
   root/<class>/**/<image>
 
 The layout is the split layout when root has a subfolder named `train` or
-`unlabeled`; otherwise it is simple when some subfolder of root holds an
-image file (extension .jpg, .jpeg, .png, .gif or .bmp, any case) directly,
-and the split layout when none does. Files and folders whose names start with '.' are
-ignored, as are files directly in root. Inside a class folder (or
-`unlabeled`) files at any depth count, and every file, whatever its
-extension, is decoded once while preparing: those that are not decodable
-images (text, empty or truncated files) are skipped and counted, as are
-files of a labeled split that are not inside a class folder.
+`unlabeled`; otherwise it is simple when some subfolder of root directly
+holds an image file (extension .jpg, .jpeg, .png, .gif, .bmp or .webp, any
+case), and the split layout when none does. Files and folders whose names
+start with '.' are ignored, as are files directly in root. Inside a class
+folder (or `unlabeled`) files at any depth count, and every file, whatever
+its extension, is decoded once while preparing: those that are not
+decodable images (text, empty or truncated files) are skipped and counted,
+as are files of a labeled split that are not inside a class folder.
 
-Classes are the class folder names of `train`, sorted (of the
-alphabetically first labeled split when there is no `train`); label i is
-the i-th name. Another labeled split may lack classes but not add any. With
-only `unlabeled`, there is one placeholder class, 'unlabeled'.
+Classes are the class folder names of `train`, sorted; label i is the i-th
+name. Another labeled split may lack classes but not add any (a class with
+no training images is most likely a misnamed folder). Without `train` the
+classes are those of all labeled splits together; with only `unlabeled`,
+there is one placeholder class, 'unlabeled'.
 
-Features: `image` (H, W, 3) uint8, the file's own JPEG or 8-bit RGB PNG
-bytes, or else the decoded image as RGB PNG (grey replicated on 3 channels,
-alpha dropped, palette expanded, 16 bits scaled to 8, GIF's first frame);
+Features: `image` (H, W, 3) uint8, stored as the file's own bytes when it
+is a JPEG decoding to 3 channels or an 8-bit RGB PNG, else as the decoded
+image re-encoded as RGB PNG (grey replicated on 3 channels, alpha dropped,
+palette expanded, 16 bits scaled to 8, first frame of an animation);
 `label`, the class (0 for unlabeled images); `is_labeled`, False for the
 `unlabeled` split.
 
@@ -51,7 +53,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
 UNLABELED_SPLIT = 'unlabeled'
 TRAIN_SPLIT = 'train'
 _PLACEHOLDER_CLASS = 'unlabeled'
@@ -65,7 +67,7 @@ _EXPECTED_LAYOUT = (
     'Expected either root/<split>/<class>/<images> (split folders such as '
     'train and test, each with one subfolder per class, plus optionally '
     'root/unlabeled/<images>) or root/<class>/<images> (all in split '
-    "'train'); images are .jpg, .jpeg, .png, .gif or .bmp files.")
+    "'train'); images are .jpg, .jpeg, .png, .gif, .bmp or .webp files.")
 
 
 class ImageFolderError(ValueError):
@@ -92,10 +94,14 @@ def _has_image_file(path):
 
 def _files_under(root, folder):
   """Relative paths (to root) of the visible files under folder, sorted."""
-  found = []
+  found, seen = [], set()
   for dirpath, dirnames, filenames in os.walk(os.path.join(root, folder),
                                               followlinks=True):
-    dirnames[:] = _visible(dirnames)  # Prunes hidden folders from the walk.
+    # Linked folders are followed, each once: a link to an ancestor must not
+    # make the walk endless.
+    seen.add(os.path.realpath(dirpath))
+    dirnames[:] = [d for d in _visible(dirnames)  # Hidden folders pruned.
+                   if os.path.realpath(os.path.join(dirpath, d)) not in seen]
     found.extend(os.path.relpath(os.path.join(dirpath, n), root)
                  for n in _visible(filenames))
   return sorted(found)
@@ -191,16 +197,17 @@ def read_layout(root):
       else:
         labeled[split], stray[split] = _labeled_split(root, split, split)
 
-  if labeled:
-    reference = TRAIN_SPLIT if TRAIN_SPLIT in labeled else min(labeled)
-    classes = tuple(sorted(labeled[reference]))
+  if TRAIN_SPLIT in labeled:
+    classes = tuple(sorted(labeled[TRAIN_SPLIT]))
     for split, by_class in labeled.items():
       extra = sorted(set(by_class) - set(classes))
       if extra:
         raise ImageFolderError(
             f'Split {split!r} of {root} has class folders {extra} that split '
-            f'{reference!r} lacks; every labeled split must use the classes '
-            f'of {reference!r} ({list(classes)}).')
+            f"'train' lacks; every labeled split must use the classes of "
+            f"'train' ({list(classes)}): rename or remove those folders.")
+  elif labeled:
+    classes = tuple(sorted(set().union(*labeled.values())))
   else:
     classes = (_PLACEHOLDER_CLASS,)
   files = {split: tuple((p, classes.index(c))
