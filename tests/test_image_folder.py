@@ -1,6 +1,7 @@
 """Tests of tf2/datasets/image_folder.py: a user's folder as TFDS data."""
 
 import os
+import pickle
 import struct
 import zlib
 
@@ -154,18 +155,27 @@ def test_conversions_keep_pixels_and_jpeg_bytes(root, tmp_path):
                                  [0, 0, 255]])
 
 
+def test_builder_survives_pickling(root, tmp_path):
+  builder = image_folder_lib.image_folder_builder(root, tmp_path / 'tfds')
+  copy = pickle.loads(pickle.dumps(builder))
+  assert copy.data_dir == builder.data_dir
+  assert copy.info.splits['test'].num_examples == 4
+
+
 def test_simple_layout_is_one_train_split(tmp_path):
   root = str(tmp_path / 'flat')
   for label, name in enumerate(CLASSES[:2]):
     _write_class(f'{root}/{name}', label)
   _write(f'{root}/README.txt', b'files directly in root are ignored')
+  os.symlink(f'{root}/missing.png', f'{root}/dog/broken_link.png')
   layout = image_folder_lib.read_layout(root)
   assert layout.simple
   builder = image_folder_lib.image_folder_builder(root, tmp_path / 'tfds')
   assert list(builder.info.splits) == ['train']
   assert builder.info.splits['train'].num_examples == 8
   assert builder.info.features['label'].names == ['cat', 'dog']
-  assert image_folder_lib.skipped_files(builder) == {'train': 0}
+  assert image_folder_lib.preparation_counts(builder)['train'][
+      'skipped_files'] == ['dog/broken_link.png']
 
 
 def test_train_or_unlabeled_folder_means_split_layout(tmp_path):

@@ -149,8 +149,12 @@ def _labeled_split(root, split, prefix):
 def _fingerprint(root, relpaths):
   digest = hashlib.sha256(_VERSION.encode())
   for relpath in sorted(relpaths):
-    stat = os.stat(os.path.join(root, relpath))
-    digest.update(f'{relpath}\0{stat.st_size}\0{stat.st_mtime_ns}\n'.encode())
+    try:
+      stat = os.stat(os.path.join(root, relpath))
+      size, mtime = stat.st_size, stat.st_mtime_ns
+    except OSError:  # A broken link: skipped later, its name still counts.
+      size, mtime = -1, -1
+    digest.update(f'{relpath}\0{size}\0{mtime}\n'.encode())
   return digest.hexdigest()
 
 
@@ -164,8 +168,9 @@ def read_layout(root):
     A FolderLayout.
 
   Raises:
-    ImageFolderError: root is missing, empty, has a bad split name, or a
-      labeled split has a class that the reference split lacks.
+    ImageFolderError: root is missing, has no subfolders, a split has no
+      image file or a bad name, or a labeled split has a class that `train`
+      lacks.
   """
   root = os.path.abspath(os.path.expanduser(root))
   if not os.path.isdir(root):
@@ -264,6 +269,8 @@ class ImageFolderBuilder(tfds.core.GeneratorBasedBuilder,
     config = tfds.core.BuilderConfig(
         name=layout.config_name, description=f'Images of {layout.root}.')
     super().__init__(data_dir=data_dir, config=config)
+    # TFDS pickles a builder as the arguments of its __init__.
+    self._original_state = dict(layout=layout, data_dir=data_dir)
 
   def _info(self):
     return tfds.core.DatasetInfo(
@@ -291,11 +298,10 @@ class ImageFolderBuilder(tfds.core.GeneratorBasedBuilder,
     skipped = list(self._layout.stray[split])
     used = 0
     for relpath, label in self._layout.files[split]:
-      with open(os.path.join(root, relpath), 'rb') as f:
-        contents = f.read()
       try:
-        image = encode_for_storage(contents)
-      except tf.errors.InvalidArgumentError:
+        with open(os.path.join(root, relpath), 'rb') as f:
+          image = encode_for_storage(f.read())
+      except (OSError, tf.errors.OpError):  # Unreadable or not an image.
         skipped.append(relpath)
         continue
       used += 1
@@ -307,9 +313,10 @@ class ImageFolderBuilder(tfds.core.GeneratorBasedBuilder,
     logging.info('Image folder %s, split %r: %d images used, %d files '
                  'skipped.', root, split, used, len(skipped))
     if skipped:
-      logging.warning('Skipped (not a decodable image, or outside a class '
-                      'folder): %s%s', ', '.join(skipped[:_MAX_LISTED_SKIPPED]),
-                      ' ...' if len(skipped) > _MAX_LISTED_SKIPPED else '')
+      logging.warning(
+          'Skipped (unreadable, not a decodable image, or outside a class '
+          'folder): %s%s', ', '.join(skipped[:_MAX_LISTED_SKIPPED]),
+          ' ...' if len(skipped) > _MAX_LISTED_SKIPPED else '')
     if not used:
       raise ImageFolderError(
           f'Split {split!r} of {root} has no decodable images (skipped '
