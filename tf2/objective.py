@@ -1,6 +1,8 @@
 """Losses: NT-Xent contrastive loss with negatives from all replicas, and
 supervised cross-entropy."""
 
+import collections
+
 import tensorflow as tf
 
 LARGE_NUM = 1e9  # Masks a sample's similarity with itself out of the softmax.
@@ -26,21 +28,29 @@ def cross_replica_concat(tensor, strategy):
   return tf.reshape(gathered, tf.concat([[-1], tf.shape(tensor)[1:]], 0))
 
 
-def contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
-                     strategy=None):
-  """NT-Xent loss of two views stacked on the batch axis.
+class ContrastiveLogits(collections.namedtuple(
+    'ContrastiveLogits',
+    ['hidden1', 'hidden2', 'logits_a', 'logits_b', 'logits_ab', 'labels'])):
+  """The similarities NT-Xent takes its two softmaxes over.
 
-  Args:
-    hidden: (2N, d) projections: the first N rows are view 1, the last N
-      view 2 of the same N images.
-    hidden_norm: l2-normalise the projections (cosine similarity).
-    temperature: softmax temperature.
-    strategy: when it has several replicas and this runs in a replica
-      context, negatives come from the global batch of all replicas.
+  Attributes:
+    hidden1, hidden2: (N, d) this replica's (normalised) view-1 and view-2
+      projections, the anchors.
+    logits_a: (N, 2 N_global) view-1 anchors against [all view-2 | all
+      view-1] samples, the anchor itself masked out.
+    logits_b: (N, 2 N_global) view-2 anchors against [all view-1 | all
+      view-2] samples.
+    logits_ab: (N, N_global) the first half of logits_a (for metrics).
+    labels: (N, 2 N_global) one-hot positives, for both logits_a and logits_b.
+  """
+
+
+def contrastive_logits(hidden, hidden_norm=True, temperature=1.0,
+                       strategy=None):
+  """The logits and labels of the NT-Xent loss (see contrastive_loss).
 
   Returns:
-    (loss, logits_ab, labels): the scalar loss; (N, N_global) similarities of
-    view 1 with all view-2 samples; (N, 2 N_global) one-hot positives.
+    ContrastiveLogits.
   """
   if hidden_norm:
     hidden = tf.math.l2_normalize(hidden, -1)
@@ -66,12 +76,37 @@ def contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
   logits_bb -= masks * LARGE_NUM
   logits_ab = tf.matmul(hidden1, hidden2_large, transpose_b=True) / temperature
   logits_ba = tf.matmul(hidden2, hidden1_large, transpose_b=True) / temperature
+  return ContrastiveLogits(
+      hidden1, hidden2, tf.concat([logits_ab, logits_aa], 1),
+      tf.concat([logits_ba, logits_bb], 1), logits_ab, labels)
 
-  loss_a = tf.nn.softmax_cross_entropy_with_logits(
-      labels, tf.concat([logits_ab, logits_aa], 1))
-  loss_b = tf.nn.softmax_cross_entropy_with_logits(
-      labels, tf.concat([logits_ba, logits_bb], 1))
-  return tf.reduce_mean(loss_a + loss_b), logits_ab, labels
+
+def nt_xent(labels, logits_a, logits_b):
+  """Mean over anchors of the two views' softmax cross-entropies."""
+  loss_a = tf.nn.softmax_cross_entropy_with_logits(labels, logits_a)
+  loss_b = tf.nn.softmax_cross_entropy_with_logits(labels, logits_b)
+  return tf.reduce_mean(loss_a + loss_b)
+
+
+def contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
+                     strategy=None):
+  """NT-Xent loss of two views stacked on the batch axis.
+
+  Args:
+    hidden: (2N, d) projections: the first N rows are view 1, the last N
+      view 2 of the same N images.
+    hidden_norm: l2-normalise the projections (cosine similarity).
+    temperature: softmax temperature.
+    strategy: when it has several replicas and this runs in a replica
+      context, negatives come from the global batch of all replicas.
+
+  Returns:
+    (loss, logits_ab, labels): the scalar loss; (N, N_global) similarities of
+    view 1 with all view-2 samples; (N, 2 N_global) one-hot positives.
+  """
+  parts = contrastive_logits(hidden, hidden_norm, temperature, strategy)
+  loss = nt_xent(parts.labels, parts.logits_a, parts.logits_b)
+  return loss, parts.logits_ab, parts.labels
 
 
 def supervised_loss(labels, logits):
