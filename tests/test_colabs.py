@@ -1,0 +1,172 @@
+"""The notebooks in colabs/ run headless on the embedded digits.
+
+Each notebook runs in a Jupyter kernel (this interpreter) from the repository
+root, with quick parameters injected after its "parameters" cell, starting
+from one tiny model that run.py trains once per session. A cell error fails
+the test; the executed notebook is kept in the test's tmp_path.
+
+To test a new notebook, add one line to NOTEBOOKS: its file name and the
+parameters that make it quick (figure_dir, work_dir and data_dir are passed
+to every notebook).
+"""
+
+import json
+import os
+import pathlib
+import re
+import sys
+
+import nbformat
+import pytest
+
+from tests import notebook_tools
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+COLABS = ROOT / 'colabs'
+sys.path.insert(0, str(ROOT))
+from colabs import tools  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+CELL_TIMEOUT_S = 300
+
+# File name -> quick parameters; `model` stands for the shared tiny model_dir.
+NOTEBOOKS = {
+    'load_and_inference.ipynb': dict(model_path='model', num_images=16),
+    'finetuning.ipynb': dict(model_path='model', head_steps=4, full_steps=2),
+    'evaluate_published_models.ipynb': dict(local_models=['model'],
+                                            imagenet_data_dir='data'),
+}
+
+
+@pytest.fixture(scope='session')
+def tiny_model(tmp_path_factory):
+  """A tiny pretrained model_dir (checkpoint + SavedModel) and its data_dir."""
+  data_dir = tmp_path_factory.mktemp('digits_data')
+  model_dir = tools.train_tiny_model(tmp_path_factory.mktemp('tiny_model'),
+                                     data_dir=data_dir)
+  return dict(model=model_dir, data=str(data_dir))
+
+
+@pytest.fixture(scope='session')
+def kernel_env(tmp_path_factory):
+  """Environment in which the test kernel runs this interpreter."""
+  jupyter_path = notebook_tools.write_kernel_spec(
+      str(tmp_path_factory.mktemp('jupyter')))
+  pythonpath = os.pathsep.join(
+      p for p in (str(ROOT), os.environ.get('PYTHONPATH')) if p)
+  return dict(JUPYTER_PATH=jupyter_path, PYTHONPATH=pythonpath,
+              TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='2',
+              MPLBACKEND='Agg')
+
+
+def _resolve(value, tiny_model):
+  """Replaces the placeholders 'model' and 'data' with the shared paths."""
+  if isinstance(value, list):
+    return [_resolve(v, tiny_model) for v in value]
+  return tiny_model.get(value, value) if isinstance(value, str) else value
+
+
+def _text_outputs(notebook):
+  return '\n'.join(output.get('text', '') for cell in notebook.cells
+                   if cell.cell_type == 'code' for output in cell.outputs)
+
+
+@pytest.fixture(scope='session')
+def run_notebook(tiny_model, kernel_env, tmp_path_factory):
+  """`run(name)` -> (executed notebook, figure_dir); each runs once a session."""
+  done = {}
+
+  def run(name):
+    if name not in done:
+      out_dir = tmp_path_factory.mktemp(name.replace('.ipynb', ''))
+      parameters = dict(figure_dir=str(out_dir / 'figures'),
+                        work_dir=str(out_dir / 'work'),
+                        data_dir=tiny_model['data'])
+      parameters.update({k: _resolve(v, tiny_model)
+                         for k, v in NOTEBOOKS[name].items()})
+      notebook = nbformat.read(COLABS / name, as_version=4)
+      notebook_tools.inject_parameters(notebook, parameters)
+      with pytest.MonkeyPatch.context() as mp:
+        for key, value in kernel_env.items():
+          mp.setenv(key, value)
+        try:
+          notebook_tools.execute(notebook, cwd=ROOT, timeout=CELL_TIMEOUT_S)
+        finally:
+          # Kept for reading after a failure too.
+          nbformat.write(notebook, out_dir / name)
+      done[name] = (notebook, out_dir / 'figures')
+    return done[name]
+
+  return run
+
+
+@pytest.mark.parametrize('name', sorted(NOTEBOOKS))
+def test_notebook_runs_and_saves_figures(name, run_notebook):
+  notebook, figure_dir = run_notebook(name)
+  pngs = sorted(figure_dir.glob('*.png'))
+  assert pngs, f'{name} saved no figure in {figure_dir}'
+  sizes = [notebook_tools.png_size(p) for p in pngs]
+  assert any(w > 200 and h > 200 for w, h in sizes), sizes
+  shown = [o for cell in notebook.cells if cell.cell_type == 'code'
+           for o in cell.outputs if 'image/png' in o.get('data', {})]
+  assert len(shown) >= len(pngs), f'{name} saved figures it did not show'
+
+
+def test_load_and_inference_checkpoint_and_saved_model_agree(run_notebook):
+  notebook, _ = run_notebook('load_and_inference.ipynb')
+  text = _text_outputs(notebook)
+  assert 'ResNet-18 1x' in text
+  assert re.search(r'[\d,]+ parameters', text)
+  difference = float(re.search(r'two logits: (\S+)', text).group(1))
+  assert difference < 1e-3
+
+
+def test_finetuning_trains_the_head_then_the_whole_network(run_notebook):
+  notebook, _ = run_notebook('finetuning.ipynb')
+  text = _text_outputs(notebook)
+  assert 'Supervised head set to zero.' in text
+  steps = NOTEBOOKS['finetuning.ipynb']
+  assert f'linear_head/ckpt-{steps["head_steps"]}' in text
+  assert f'full_network/ckpt-{steps["full_steps"]}' in text
+  # Stage 1 freezes the encoder (fine_tune_after_block=4); stage 2 does not.
+  counts = [int(c.replace(',', '')) for c in re.findall(
+      r'(?:linear_head|full_network): ([\d,]+) parameters', text)]
+  assert len(counts) == 2 and counts[0] < counts[1]
+
+
+def test_digits_evaluation_matches_run_py(run_notebook, tiny_model):
+  notebook, _ = run_notebook('evaluate_published_models.ipynb')
+  text = _text_outputs(notebook)
+  assert 'ImageNet is not available' in text
+  top1 = float(re.search(r'top-1 ([\d.]+)%', text).group(1))
+  result = json.loads(
+      (pathlib.Path(tiny_model['model']) / 'result.json').read_text())
+  assert top1 == pytest.approx(100 * result['eval/label_top_1_accuracy'],
+                               abs=0.06)
+
+
+@pytest.mark.parametrize('name', sorted(p.name for p in COLABS.glob('*.ipynb')))
+def test_committed_notebook_has_no_outputs(name):
+  notebook = nbformat.read(COLABS / name, as_version=4)
+  nbformat.validate(notebook)
+  assert notebook_tools.parameters_cell_index(notebook) >= 0
+  cells = notebook_tools.outputs_and_counts(notebook)
+  assert not cells, (f'colabs/{name} has outputs or execution counts in '
+                     f'cells {cells}; run `python colabs/strip_outputs.py` '
+                     'before committing.')
+
+
+def test_every_notebook_is_tested():
+  assert sorted(p.name for p in COLABS.glob('*.ipynb')) == sorted(NOTEBOOKS)
+
+
+def test_inject_parameters_refuses_unknown_names():
+  notebook = nbformat.read(COLABS / 'finetuning.ipynb', as_version=4)
+  with pytest.raises(ValueError, match='head_stpes'):
+    notebook_tools.inject_parameters(notebook, dict(head_stpes=1))
+
+
+def test_png_size_reads_the_header(tmp_path):
+  path = tmp_path / 'x.png'
+  path.write_bytes(b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR'
+                   + (640).to_bytes(4, 'big') + (480).to_bytes(4, 'big'))
+  assert notebook_tools.png_size(path) == (640, 480)
