@@ -151,18 +151,23 @@ class Model(tf_keras.Model):
       self.supervised_head = None
 
   def _split_views(self, inputs, training):
-    """(B, H, W, 3k) -> (kB, H, W, 3), blurring views in pretraining."""
-    pretraining = training and self.config.train_mode == 'pretrain'
-    # Three channels are one view (e.g. the exported model called with
-    # trainable=True): nothing to split.
-    if not pretraining or inputs.shape[-1] == 3:
+    """(B, H, W, 3k) -> (kB, H, W, 3), blurring views in pretraining.
+
+    Three channels are one view (e.g. the exported model called with
+    trainable=True): nothing to split. Several views are split in any mode,
+    so that Keras can also trace the pretraining model in inference mode
+    with the two-view input it was trained on (SavedModel export).
+    """
+    views = inputs.shape[-1] // 3 if inputs.shape[-1] else 1
+    if views <= 1:
       return inputs
-    if self.config.fine_tune_after_block > -1:
+    pretraining = training and self.config.train_mode == 'pretrain'
+    if pretraining and self.config.fine_tune_after_block > -1:
       raise ValueError('fine_tune_after_block > -1 freezes layers, which '
                        'pretraining does not support: pass '
                        '--fine_tune_after_block=-1.')
-    views = tf.split(inputs, 2, axis=-1)
-    if self.config.use_blur:
+    views = tf.split(inputs, views, axis=-1)
+    if pretraining and self.config.use_blur:
       from tf2 import data_util  # pylint: disable=g-import-not-at-top
       size = self.config.image_size
       views = data_util.batch_random_blur(views, size, size)

@@ -18,7 +18,9 @@ import tf_keras
 BATCH_NORM_EPSILON = 1e-5
 
 # Blocks per group for each supported depth, and which block type they use.
+# Depth 10 is not a published SimCLR model: a small student for distillation.
 _DEPTH_TO_BLOCKS = {
+    10: ('residual', [1, 1, 1, 1]),
     18: ('residual', [2, 2, 2, 2]),
     34: ('residual', [3, 4, 6, 3]),
     50: ('bottleneck', [3, 4, 6, 3]),
