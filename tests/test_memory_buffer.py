@@ -219,6 +219,17 @@ def test_checkpoint_restores_queue_pointer_count_and_ema(tmp_path):
   restored = _buffer(queue_size=8, decay=0.9)
   tf.train.Checkpoint(memory=restored).restore(path).assert_consumed()
   _assert_same_state(buffer, restored)
+  assert memory_buffer.checkpoint_has_memory(path)
+  without = tf.train.Checkpoint(model=online).save(str(tmp_path / 'plain'))
+  assert not memory_buffer.checkpoint_has_memory(without)
+
+
+def test_memory_is_refused_outside_pretraining():
+  with pytest.raises(ValueError, match='pretrain'):
+    memory_buffer.MemoryBuffer(_CONFIG.replace(train_mode='finetune'), 8,
+                               _DIM)
+  with pytest.raises(ValueError, match='proj_dim=4'):
+    memory_buffer.MemoryBuffer(_CONFIG, 8, _DIM + 1)
 
 
 class _Run:
@@ -258,19 +269,20 @@ class _Run:
 
 def test_resumed_training_with_memory_matches_uninterrupted(tmp_path):
   straight = _Run()
-  losses = straight.train(0, 4)
+  losses = straight.train(0, 2)
+  # Saving does not change the run: it goes on as if uninterrupted.
+  path = straight.checkpoint.save(str(tmp_path / 'ckpt'))
+  losses += straight.train(2, 2)
   assert int(straight.buffer.num_filled) == 8  # 4 steps x 3 keys, wrapped.
   np.testing.assert_allclose(
       np.linalg.norm(straight.buffer.queue.numpy(), axis=1), 1.0, rtol=1e-5)
   assert np.all(np.isfinite(losses))
 
-  first = _Run()
-  first.train(0, 2)
-  path = first.checkpoint.save(str(tmp_path / 'ckpt'))
   resumed = _Run()
   resumed.checkpoint.restore(path)
-  resumed.train(2, 2)
+  resumed_losses = resumed.train(2, 2)
 
+  np.testing.assert_array_equal(resumed_losses, losses[2:])
   _assert_same_state(straight.buffer, resumed.buffer)
   for x, y in zip(straight.model.variables, resumed.model.variables):
     np.testing.assert_array_equal(x.numpy(), y.numpy())

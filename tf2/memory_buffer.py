@@ -34,7 +34,9 @@ def contrastive_loss_with_memory(hidden, memory, memory_mask=None,
 
   As objective.contrastive_loss, with `h1 . memory^T / T` appended to the
   logits of the view-1 anchors and `h2 . memory^T / T` to those of the view-2
-  anchors. The memory never holds a positive.
+  anchors. The memory never holds a positive. With K = 0 this is
+  objective.contrastive_loss exactly; with every slot masked, up to the
+  rounding of the longer softmax sums (about 1e-7 relative).
 
   Args:
     hidden: (2N, d) projections: the first N rows view 1, the last N view 2.
@@ -118,6 +120,15 @@ class MemoryBuffer(tf.Module):
     if queue_size < 1:
       raise ValueError(f'queue_size={queue_size}: the memory needs at least '
                        'one slot (pass --memory_size=0 to train without it).')
+    if model_config.train_mode != 'pretrain':
+      raise ValueError('The memory holds negatives of the contrastive loss, '
+                       'which only pretraining has: use it with '
+                       "train_mode='pretrain' (--memory_size=0 otherwise).")
+    if (model_config.proj_head_mode != 'none' and
+        proj_dim != model_config.proj_out_dim):
+      raise ValueError(f'proj_dim={proj_dim} but the projection head outputs '
+                       f'{model_config.proj_out_dim}: pass proj_dim='
+                       f'{model_config.proj_out_dim}.')
     if not 0.0 <= decay < 1.0:
       raise ValueError(f'decay={decay}: use a value in [0, 1), e.g. 0.999.')
     self.queue_size = queue_size
@@ -185,7 +196,10 @@ class MemoryBuffer(tf.Module):
     positives, which batch statistics could leak; here a key is only ever a
     negative of later batches (enqueued after the loss), so there is nothing
     to leak, and inference mode keeps the EMA model a pure average of the
-    online one. The view is blurred as the online model blurs it.
+    online one. The price: for the first ~1 / (1 - decay) steps those
+    statistics lag the batch statistics the online model trains with, so the
+    first keys are weaker negatives. The view is blurred as the online model
+    blurs it.
 
     Args:
       images: (B, H, W, 6) two views on channels (the pretraining input), or
@@ -285,6 +299,18 @@ def _advance_pointer(pointer, keys, size):
 def _count_filled(num_filled, keys, size):
   count = tf.shape(keys, out_type=tf.int64)[0]
   return num_filled.assign(tf.minimum(num_filled + count, size))
+
+
+def checkpoint_has_memory(checkpoint_path, name='memory'):
+  """Whether a checkpoint holds a MemoryBuffer saved under `name`.
+
+  A run that resumes with the memory from a checkpoint saved without it
+  (e.g. one of the reference's) restores nothing into the buffer and should
+  call `buffer.initialize_from(model)` instead.
+  """
+  prefix = f'{name}/queue/'
+  return any(key.startswith(prefix)
+             for key, _ in tf.train.list_variables(checkpoint_path))
 
 
 def memory_contrastive_loss(buffer, projection, hidden_norm=True,
