@@ -2,20 +2,23 @@
 
 Each notebook runs in a Jupyter kernel (this interpreter) from the repository
 root, with quick parameters injected after its "parameters" cell, starting
-from one tiny model that run.py trains once per session. A cell error fails
+from one tiny model that run.py trains once per test run. A cell error fails
 the test; the executed notebook is kept in the test's tmp_path.
 
 To test a new notebook, add one line to NOTEBOOKS: its file name and the
 parameters that make it quick (figure_dir, work_dir and data_dir are passed
-to every notebook).
+to every notebook). Optionally add a function to CHECKS that reads what the
+notebook printed.
 """
 
+import fcntl
 import json
 import os
 import pathlib
 import re
 import sys
 
+import nbclient
 import nbformat
 import pytest
 
@@ -28,7 +31,8 @@ from colabs import tools  # pylint: disable=g-import-not-at-top,wrong-import-pos
 
 CELL_TIMEOUT_S = 300
 
-# File name -> quick parameters; `model` stands for the shared tiny model_dir.
+# File name -> quick parameters; 'model' and 'data' stand for the shared tiny
+# model_dir and its digits data_dir.
 NOTEBOOKS = {
     'load_and_inference.ipynb': dict(model_path='model', num_images=16),
     'finetuning.ipynb': dict(model_path='model', head_steps=4, full_steps=2),
@@ -39,11 +43,22 @@ NOTEBOOKS = {
 
 @pytest.fixture(scope='session')
 def tiny_model(tmp_path_factory):
-  """A tiny pretrained model_dir (checkpoint + SavedModel) and its data_dir."""
-  data_dir = tmp_path_factory.mktemp('digits_data')
-  model_dir = tools.train_tiny_model(tmp_path_factory.mktemp('tiny_model'),
-                                     data_dir=data_dir)
-  return dict(model=model_dir, data=str(data_dir))
+  """A tiny pretrained model_dir (checkpoint + SavedModel) and its data_dir.
+
+  pytest-xdist workers share the parent of their temporary directories
+  within one test run: the first worker trains, the others wait for its lock
+  and reuse the model.
+  """
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    base = base.parent
+  shared = base / 'colabs_tiny_model'
+  shared.mkdir(exist_ok=True)
+  with open(shared / 'lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    model_dir = tools.train_tiny_model(shared / 'model',
+                                       data_dir=shared / 'data')
+  return dict(model=model_dir, data=str(shared / 'data'))
 
 
 @pytest.fixture(scope='session')
@@ -70,59 +85,38 @@ def _text_outputs(notebook):
                    if cell.cell_type == 'code' for output in cell.outputs)
 
 
-@pytest.fixture(scope='session')
-def run_notebook(tiny_model, kernel_env, tmp_path_factory):
-  """`run(name)` -> (executed notebook, figure_dir); each runs once a session."""
-  done = {}
+def _execute(name, tiny_model, kernel_env, out_dir):
+  """Runs colabs/<name> with its quick parameters; saves it into out_dir.
 
-  def run(name):
-    if name not in done:
-      out_dir = tmp_path_factory.mktemp(name.replace('.ipynb', ''))
-      parameters = dict(figure_dir=str(out_dir / 'figures'),
-                        work_dir=str(out_dir / 'work'),
-                        data_dir=tiny_model['data'])
-      parameters.update({k: _resolve(v, tiny_model)
-                         for k, v in NOTEBOOKS[name].items()})
-      notebook = nbformat.read(COLABS / name, as_version=4)
-      notebook_tools.inject_parameters(notebook, parameters)
-      with pytest.MonkeyPatch.context() as mp:
-        for key, value in kernel_env.items():
-          mp.setenv(key, value)
-        try:
-          notebook_tools.execute(notebook, cwd=ROOT, timeout=CELL_TIMEOUT_S)
-        finally:
-          # Kept for reading after a failure too.
-          nbformat.write(notebook, out_dir / name)
-      done[name] = (notebook, out_dir / 'figures')
-    return done[name]
-
-  return run
+  Returns:
+    (executed notebook, the figure_dir it was given).
+  """
+  parameters = dict(figure_dir=str(out_dir / 'figures'),
+                    work_dir=str(out_dir / 'work'), data_dir=tiny_model['data'])
+  parameters.update({k: _resolve(v, tiny_model)
+                     for k, v in NOTEBOOKS[name].items()})
+  notebook = nbformat.read(COLABS / name, as_version=4)
+  notebook_tools.inject_parameters(notebook, parameters)
+  with pytest.MonkeyPatch.context() as mp:
+    for key, value in kernel_env.items():
+      mp.setenv(key, value)
+    try:
+      notebook_tools.execute(notebook, cwd=ROOT, timeout=CELL_TIMEOUT_S)
+    finally:
+      nbformat.write(notebook, out_dir / name)  # Readable after a failure.
+  return notebook, out_dir / 'figures'
 
 
-@pytest.mark.parametrize('name', sorted(NOTEBOOKS))
-def test_notebook_runs_and_saves_figures(name, run_notebook):
-  notebook, figure_dir = run_notebook(name)
-  pngs = sorted(figure_dir.glob('*.png'))
-  assert pngs, f'{name} saved no figure in {figure_dir}'
-  sizes = [notebook_tools.png_size(p) for p in pngs]
-  assert any(w > 200 and h > 200 for w, h in sizes), sizes
-  shown = [o for cell in notebook.cells if cell.cell_type == 'code'
-           for o in cell.outputs if 'image/png' in o.get('data', {})]
-  assert len(shown) >= len(pngs), f'{name} saved figures it did not show'
-
-
-def test_load_and_inference_checkpoint_and_saved_model_agree(run_notebook):
-  notebook, _ = run_notebook('load_and_inference.ipynb')
-  text = _text_outputs(notebook)
+def check_load_and_inference(text, tiny_model):
+  del tiny_model  # Unused.
   assert 'ResNet-18 1x' in text
   assert re.search(r'[\d,]+ parameters', text)
   difference = float(re.search(r'two logits: (\S+)', text).group(1))
   assert difference < 1e-3
 
 
-def test_finetuning_trains_the_head_then_the_whole_network(run_notebook):
-  notebook, _ = run_notebook('finetuning.ipynb')
-  text = _text_outputs(notebook)
+def check_finetuning(text, tiny_model):
+  del tiny_model  # Unused.
   assert 'Supervised head set to zero.' in text
   steps = NOTEBOOKS['finetuning.ipynb']
   assert f'linear_head/ckpt-{steps["head_steps"]}' in text
@@ -133,15 +127,36 @@ def test_finetuning_trains_the_head_then_the_whole_network(run_notebook):
   assert len(counts) == 2 and counts[0] < counts[1]
 
 
-def test_digits_evaluation_matches_run_py(run_notebook, tiny_model):
-  notebook, _ = run_notebook('evaluate_published_models.ipynb')
-  text = _text_outputs(notebook)
+def check_evaluate_published_models(text, tiny_model):
+  """Offline, the notebook's digits top-1 is run.py's eval of the same model."""
   assert 'ImageNet is not available' in text
   top1 = float(re.search(r'top-1 ([\d.]+)%', text).group(1))
   result = json.loads(
       (pathlib.Path(tiny_model['model']) / 'result.json').read_text())
   assert top1 == pytest.approx(100 * result['eval/label_top_1_accuracy'],
                                abs=0.06)
+
+
+CHECKS = {
+    'load_and_inference.ipynb': check_load_and_inference,
+    'finetuning.ipynb': check_finetuning,
+    'evaluate_published_models.ipynb': check_evaluate_published_models,
+}
+
+
+@pytest.mark.parametrize('name', sorted(NOTEBOOKS))
+def test_notebook_runs_shows_and_saves_figures(name, tiny_model, kernel_env,
+                                               tmp_path):
+  notebook, figure_dir = _execute(name, tiny_model, kernel_env, tmp_path)
+  pngs = sorted(figure_dir.glob('*.png'))
+  assert pngs, f'{name} saved no figure in {figure_dir}'
+  sizes = [notebook_tools.png_size(p) for p in pngs]
+  assert any(w > 200 and h > 200 for w, h in sizes), sizes
+  shown = [o for cell in notebook.cells if cell.cell_type == 'code'
+           for o in cell.outputs if 'image/png' in o.get('data', {})]
+  assert len(shown) >= len(pngs), f'{name} saved figures it did not show'
+  if name in CHECKS:
+    CHECKS[name](_text_outputs(notebook), tiny_model)
 
 
 @pytest.mark.parametrize('name', sorted(p.name for p in COLABS.glob('*.ipynb')))
@@ -170,3 +185,15 @@ def test_png_size_reads_the_header(tmp_path):
   path.write_bytes(b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR'
                    + (640).to_bytes(4, 'big') + (480).to_bytes(4, 'big'))
   assert notebook_tools.png_size(path) == (640, 480)
+
+
+def test_a_cell_error_fails_the_execution(kernel_env, tmp_path):
+  notebook = nbformat.v4.new_notebook(cells=[
+      nbformat.v4.new_code_cell('x = 1'),
+      nbformat.v4.new_code_cell("raise ValueError('broken cell')")])
+  with pytest.MonkeyPatch.context() as mp:
+    for key, value in kernel_env.items():
+      mp.setenv(key, value)
+    with pytest.raises(nbclient.exceptions.CellExecutionError,
+                       match='broken cell'):
+      notebook_tools.execute(notebook, cwd=tmp_path, timeout=60)
