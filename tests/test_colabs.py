@@ -5,10 +5,10 @@ root, with quick parameters injected after its "parameters" cell, starting
 from one tiny model that run.py trains once per test run. A cell error fails
 the test; the executed notebook is kept in the test's tmp_path.
 
-To test a new notebook, add one line to NOTEBOOKS: its file name and the
-parameters that make it quick (figure_dir, work_dir and data_dir are passed
-to every notebook). Optionally add a function to CHECKS that reads what the
-notebook printed.
+To test a new notebook, add one line to RUNS: a name for the run, the
+notebook's file name and the parameters that make it quick (figure_dir,
+work_dir and data_dir are passed to every notebook). Optionally add a
+function to CHECKS that reads what the run printed.
 """
 
 import fcntl
@@ -31,13 +31,21 @@ from colabs import tools  # pylint: disable=g-import-not-at-top,wrong-import-pos
 
 CELL_TIMEOUT_S = 300
 
-# File name -> quick parameters; 'model' and 'data' stand for the shared tiny
-# model_dir and its digits data_dir.
-NOTEBOOKS = {
-    'load_and_inference.ipynb': dict(model_path='model', num_images=16),
-    'finetuning.ipynb': dict(model_path='model', head_steps=4, full_steps=2),
-    'evaluate_published_models.ipynb': dict(local_models=['model'],
-                                            imagenet_data_dir='data'),
+# Run name -> (notebook, quick parameters). 'model', 'saved_model' and 'data'
+# stand for the shared tiny model_dir, its SavedModel and the digits data_dir.
+RUNS = {
+    'load_and_inference': ('load_and_inference.ipynb', dict(
+        model_path='model', num_images=16)),
+    'finetuning': ('finetuning.ipynb', dict(
+        model_path='model', head_steps=4, full_steps=2)),
+    # Offline: ImageNet is not in data_dir, the local model is evaluated.
+    'evaluate_offline': ('evaluate_published_models.ipynb', dict(
+        local_models=['model'], benchmark_data_dir='data')),
+    # The benchmark branch, with digits standing in for ImageNet.
+    'evaluate_benchmark': ('evaluate_published_models.ipynb', dict(
+        published_models=['saved_model', '/nonexistent/saved_model'],
+        benchmark_data_dir='data', benchmark_dataset='digits',
+        benchmark_split='test', benchmark_image_size=16)),
 }
 
 
@@ -58,7 +66,8 @@ def tiny_model(tmp_path_factory):
     fcntl.flock(lock, fcntl.LOCK_EX)
     model_dir = tools.train_tiny_model(shared / 'model',
                                        data_dir=shared / 'data')
-  return dict(model=model_dir, data=str(shared / 'data'))
+  return dict(model=model_dir, data=str(shared / 'data'),
+              saved_model=tools.latest_saved_model(model_dir))
 
 
 @pytest.fixture(scope='session')
@@ -85,16 +94,16 @@ def _text_outputs(notebook):
                    if cell.cell_type == 'code' for output in cell.outputs)
 
 
-def _execute(name, tiny_model, kernel_env, out_dir):
-  """Runs colabs/<name> with its quick parameters; saves it into out_dir.
+def _execute(run, tiny_model, kernel_env, out_dir):
+  """Executes RUNS[run]; saves the executed notebook into out_dir.
 
   Returns:
     (executed notebook, the figure_dir it was given).
   """
   parameters = dict(figure_dir=str(out_dir / 'figures'),
                     work_dir=str(out_dir / 'work'), data_dir=tiny_model['data'])
-  parameters.update({k: _resolve(v, tiny_model)
-                     for k, v in NOTEBOOKS[name].items()})
+  name, quick = RUNS[run]
+  parameters.update({k: _resolve(v, tiny_model) for k, v in quick.items()})
   notebook = nbformat.read(COLABS / name, as_version=4)
   notebook_tools.inject_parameters(notebook, parameters)
   with pytest.MonkeyPatch.context() as mp:
@@ -118,7 +127,7 @@ def check_load_and_inference(text, tiny_model):
 def check_finetuning(text, tiny_model):
   del tiny_model  # Unused.
   assert 'Supervised head set to zero.' in text
-  steps = NOTEBOOKS['finetuning.ipynb']
+  steps = RUNS['finetuning'][1]
   assert f'linear_head/ckpt-{steps["head_steps"]}' in text
   assert f'full_network/ckpt-{steps["full_steps"]}' in text
   # Stage 1 freezes the encoder (fine_tune_after_block=4); stage 2 does not.
@@ -127,9 +136,8 @@ def check_finetuning(text, tiny_model):
   assert len(counts) == 2 and counts[0] < counts[1]
 
 
-def check_evaluate_published_models(text, tiny_model):
-  """Offline, the notebook's digits top-1 is run.py's eval of the same model."""
-  assert 'ImageNet is not available' in text
+def _assert_top1_is_run_py_eval(text, tiny_model):
+  """The notebook's digits top-1 is run.py's eval of the same model."""
   top1 = float(re.search(r'top-1 ([\d.]+)%', text).group(1))
   result = json.loads(
       (pathlib.Path(tiny_model['model']) / 'result.json').read_text())
@@ -137,17 +145,32 @@ def check_evaluate_published_models(text, tiny_model):
                                abs=0.06)
 
 
+def check_evaluate_offline(text, tiny_model):
+  assert 'imagenet2012 is not available' in text
+  assert 'digits test split instead' in text
+  _assert_top1_is_run_py_eval(text, tiny_model)
+
+
+def check_evaluate_benchmark(text, tiny_model):
+  assert 'not available' not in text
+  assert 'skipped (not readable here): /nonexistent/saved_model' in text
+  assert '1 model(s)' in text
+  _assert_top1_is_run_py_eval(text, tiny_model)
+
+
 CHECKS = {
-    'load_and_inference.ipynb': check_load_and_inference,
-    'finetuning.ipynb': check_finetuning,
-    'evaluate_published_models.ipynb': check_evaluate_published_models,
+    'load_and_inference': check_load_and_inference,
+    'finetuning': check_finetuning,
+    'evaluate_offline': check_evaluate_offline,
+    'evaluate_benchmark': check_evaluate_benchmark,
 }
 
 
-@pytest.mark.parametrize('name', sorted(NOTEBOOKS))
-def test_notebook_runs_shows_and_saves_figures(name, tiny_model, kernel_env,
+@pytest.mark.parametrize('run', sorted(RUNS))
+def test_notebook_runs_shows_and_saves_figures(run, tiny_model, kernel_env,
                                                tmp_path):
-  notebook, figure_dir = _execute(name, tiny_model, kernel_env, tmp_path)
+  notebook, figure_dir = _execute(run, tiny_model, kernel_env, tmp_path)
+  name = RUNS[run][0]
   pngs = sorted(figure_dir.glob('*.png'))
   assert pngs, f'{name} saved no figure in {figure_dir}'
   sizes = [notebook_tools.png_size(p) for p in pngs]
@@ -155,8 +178,8 @@ def test_notebook_runs_shows_and_saves_figures(name, tiny_model, kernel_env,
   shown = [o for cell in notebook.cells if cell.cell_type == 'code'
            for o in cell.outputs if 'image/png' in o.get('data', {})]
   assert len(shown) >= len(pngs), f'{name} saved figures it did not show'
-  if name in CHECKS:
-    CHECKS[name](_text_outputs(notebook), tiny_model)
+  if run in CHECKS:
+    CHECKS[run](_text_outputs(notebook), tiny_model)
 
 
 @pytest.mark.parametrize('name', sorted(p.name for p in COLABS.glob('*.ipynb')))
@@ -171,7 +194,8 @@ def test_committed_notebook_has_no_outputs(name):
 
 
 def test_every_notebook_is_tested():
-  assert sorted(p.name for p in COLABS.glob('*.ipynb')) == sorted(NOTEBOOKS)
+  assert sorted(p.name for p in COLABS.glob('*.ipynb')) == sorted(
+      {name for name, _ in RUNS.values()})
 
 
 def test_inject_parameters_refuses_unknown_names():
