@@ -29,11 +29,13 @@ from tf2 import config as config_lib
 from tf2 import data as data_lib
 from tf2 import distillation
 from tf2 import evaluation
+from tf2 import knn
 from tf2 import model as model_lib
 from tf2 import optimization
 from tf2 import schedule
 from tf2 import strategy as strategy_lib
 from tf2 import training
+from tf2.datasets import image_folder
 
 FLAGS = flags.FLAGS
 
@@ -60,7 +62,8 @@ flags.DEFINE_integer('checkpoint_steps', 0, 'Number of steps between '
                      'checkpoints/summaries. If provided, overrides '
                      'checkpoint_epochs.')
 flags.DEFINE_string('eval_split', 'validation', 'Split for evaluation.')
-flags.DEFINE_string('dataset', 'imagenet2012', 'Name of a dataset.')
+flags.DEFINE_string('dataset', 'imagenet2012', 'Name of a dataset (TFDS), '
+                    'or the path of a folder of images (see README).')
 flags.DEFINE_bool('cache_dataset', False, 'Whether to cache the entire '
                   'dataset in memory. If the dataset is ImageNet, this is a '
                   'very bad idea, but for smaller datasets it can improve '
@@ -159,6 +162,14 @@ flags.DEFINE_float('label_loss_weight', 0.0, 'Distillation: weight w of the '
                    'ground-truth loss on labeled examples; loss = (1 - w) * '
                    'distillation + w * labels.')
 
+# Representation evaluation.
+flags.DEFINE_bool('eval_knn', False, 'Also evaluate the frozen encoder '
+                  'output with a k-nearest-neighbour classifier (cosine '
+                  'similarity, temperature-weighted votes) whose memory is '
+                  'the labeled --train_split, read once.')
+flags.DEFINE_integer('knn_k', 200, 'Neighbours of the kNN evaluation.')
+flags.DEFINE_float('knn_temperature', 0.07, 'Temperature of the kNN votes.')
+
 
 class UsageError(ValueError):
   """A flag combination that cannot work; the message says what to pass."""
@@ -166,7 +177,8 @@ class UsageError(ValueError):
 
 # Errors of bad input: shown as one line with the fix, not as a traceback.
 _USER_ERRORS = (UsageError, strategy_lib.NoTPUError,
-                data_lib.DatasetNotPreparedError, checkpoint_io.CheckpointError)
+                data_lib.DatasetNotPreparedError, data_lib.ImageFolderError,
+                checkpoint_io.CheckpointError)
 
 
 def _exit_with(error):
@@ -309,7 +321,7 @@ def input_kwargs(split, subset=None):
               train_mode=FLAGS.train_mode, cache_dataset=FLAGS.cache_dataset,
               color_jitter_strength=FLAGS.color_jitter_strength,
               labeled_ids=None if subset is None else subset.labeled_ids,
-              labeled_only=subset is not None and FLAGS.train_mode == 'finetune')
+              labeled_only=FLAGS.train_mode == 'finetune')
 
 
 def label_subset_for(builder):
@@ -331,15 +343,36 @@ def label_subset_for(builder):
   return subset
 
 
-def run_eval(model, strategy, builder, eval_steps, checkpoint_path):
+def knn_eval_fn(strategy, builder, eval_dataset, eval_steps, subset):
+  """`fn(model)` of the kNN evaluation, its memory the labeled train split."""
+  num_classes = data_lib.num_classes(builder)
+
+  def knn_eval(model):
+    memory = data_lib.build_distributed_dataset(
+        builder, FLAGS.eval_batch_size, False, strategy,
+        **dict(input_kwargs(FLAGS.train_split, subset), labeled_only=True))
+    results = knn.evaluate_knn(model, strategy, memory, eval_dataset,
+                               num_classes, k=FLAGS.knn_k,
+                               temperature=FLAGS.knn_temperature,
+                               eval_steps=eval_steps)
+    return {f'eval/{name}': value for name, value in results.items()}
+
+  return knn_eval
+
+
+def run_eval(model, strategy, builder, eval_steps, checkpoint_path,
+             subset=None):
   dataset = data_lib.build_distributed_dataset(
       builder, FLAGS.eval_batch_size, False, strategy,
       **input_kwargs(FLAGS.eval_split))
   has_head = model.supervised_head is not None
+  extra_eval = None
+  if FLAGS.eval_knn:
+    extra_eval = knn_eval_fn(strategy, builder, dataset, eval_steps, subset)
   return evaluation.evaluate_checkpoint(
       model, strategy, dataset, eval_steps, checkpoint_path, FLAGS.model_dir,
       FLAGS.optimizer, FLAGS.weight_decay, FLAGS.keep_hub_module_max,
-      run_eval=has_head)
+      run_eval=has_head, extra_eval=extra_eval)
 
 
 def main(argv):
@@ -358,6 +391,8 @@ def run():
       FLAGS.use_tpu, FLAGS.tpu_name, FLAGS.tpu_zone, FLAGS.gcp_project,
       FLAGS.master)
   builder = data_lib.get_builder(FLAGS.dataset, FLAGS.data_dir)
+  if image_folder.is_image_folder(FLAGS.dataset):
+    logging.info('Image folder:\n%s', image_folder.describe(builder))
   tf.io.gfile.makedirs(FLAGS.model_dir)
   start_from = tf.train.latest_checkpoint(FLAGS.model_dir) or FLAGS.checkpoint
   if start_from:
@@ -438,7 +473,7 @@ def run():
   logging.info('Training complete.')
   if FLAGS.mode == 'train_then_eval':
     run_eval(model, strategy, builder, eval_steps,
-             state.manager.latest_checkpoint)
+             state.manager.latest_checkpoint, subset)
 
 
 if __name__ == '__main__':

@@ -22,12 +22,18 @@ import tensorflow_datasets as tfds
 from tf2 import data_util
 # Imported for its side effect: registers the embedded digits with TFDS.
 from tf2 import datasets as _datasets  # pylint: disable=unused-import
+from tf2.datasets import image_folder
 
 EMBEDDED_DATASETS = ('digits',)
 
 
 class DatasetNotPreparedError(ValueError):
   """The dataset is unknown to TFDS or not prepared in data_dir."""
+
+
+# A user's image folder that cannot be read; its message names the folder
+# and the expected layout.
+ImageFolderError = image_folder.ImageFolderError
 
 
 def _base_name(dataset):
@@ -53,12 +59,13 @@ def get_builder(dataset, data_dir=None):
   """A prepared TFDS builder; never downloads.
 
   The embedded `digits` dataset is prepared in data_dir on first use (its
-  data ships with scikit-learn). Any other dataset must already be prepared
-  in data_dir.
+  data ships with scikit-learn), and so is a folder of the user's images
+  (`tf2/datasets/image_folder.py`; prepared again when its files change).
+  Any other dataset must already be prepared in data_dir.
 
   Args:
     dataset: TFDS name, optionally with config and version
-      ('imagenet2012_subset/1pct:5.0.0').
+      ('imagenet2012_subset/1pct:5.0.0'), or the path of an image folder.
     data_dir: TFDS data directory; None for the TFDS default
       ($TFDS_DATA_DIR or ~/tensorflow_datasets).
 
@@ -70,6 +77,8 @@ def get_builder(dataset, data_dir=None):
       version TFDS does not have, or the dataset is not prepared in
       data_dir; the message says what to do instead.
   """
+  if image_folder.is_image_folder(dataset):
+    return image_folder.image_folder_builder(dataset, data_dir)
   where = data_dir or tfds.core.constants.DATA_DIR
   try:
     builder = tfds.builder(dataset, data_dir=data_dir)
@@ -77,8 +86,9 @@ def get_builder(dataset, data_dir=None):
     raise DatasetNotPreparedError(
         f'Dataset {dataset!r} is neither a TFDS dataset nor prepared in '
         f'data_dir={where}. Use a TFDS name (e.g. cifar10, imagenet2012, '
-        f'imagenet2012_subset/1pct) or --dataset={EMBEDDED_DATASETS[0]} for '
-        'the embedded one.') from None
+        f'imagenet2012_subset/1pct), the path of a folder of your images '
+        f'(./my_images), or --dataset={EMBEDDED_DATASETS[0]} for the '
+        'embedded one.') from None
   except (ValueError, AssertionError) as e:
     # TFDS reports a bad config or version this way, with a long message
     # whose first line says what is wrong.

@@ -64,8 +64,14 @@ def write_results(model_dir, results, global_step):
 
 def evaluate_checkpoint(model, strategy, dataset, eval_steps, checkpoint_path,
                         model_dir, optimizer_name, weight_decay,
-                        keep_hub_module_max, run_eval=True):
+                        keep_hub_module_max, run_eval=True,
+                        extra_eval=None):
   """Restores `checkpoint_path`, evaluates, writes results and exports.
+
+  Args:
+    extra_eval: optional `fn(model) -> {name: float}` run after the restore
+      (e.g. a kNN evaluation of the representation); its results are
+      reported, summarised and written with the others.
 
   Returns:
     The results dict (with `global_step`).
@@ -83,9 +89,16 @@ def evaluate_checkpoint(model, strategy, dataset, eval_steps, checkpoint_path,
       for name, value in results.items():
         tf.summary.scalar(name, value, step=step)
     logging.info('Eval at step %d: %s', step, results)
-  else:
+  elif extra_eval is None:
     logging.info('No supervised head to evaluate (pretraining without linear '
                  'eval); exporting only.')
+  if extra_eval is not None:
+    extra = extra_eval(model)
+    with tf.summary.create_file_writer(model_dir).as_default() as _:
+      for name, value in extra.items():
+        tf.summary.scalar(name, value, step=step)
+    logging.info('Eval at step %d: %s', step, extra)
+    results.update(extra)
   results = write_results(model_dir, results, step)
   export.export_step(model, model_dir, step, keep_hub_module_max)
   return results
