@@ -30,6 +30,7 @@ from tf2 import data as data_lib
 from tf2 import distillation
 from tf2 import evaluation
 from tf2 import knn
+from tf2 import memory_buffer
 from tf2 import model as model_lib
 from tf2 import optimization
 from tf2 import schedule
@@ -162,6 +163,14 @@ flags.DEFINE_float('label_loss_weight', 0.0, 'Distillation: weight w of the '
                    'ground-truth loss on labeled examples; loss = (1 - w) * '
                    'distillation + w * labels.')
 
+# SimCLRv2's memory of negatives.
+flags.DEFINE_integer('memory_size', 0, 'Pretraining: size of the queue of '
+                     'negatives encoded by a moving-average copy of the '
+                     'encoder and projection head (65536 in the paper). 0: '
+                     'no memory, as the reference code.')
+flags.DEFINE_float('memory_ema_decay', 0.999, 'Decay of the moving-average '
+                   'copy that fills the memory.')
+
 # Representation evaluation.
 flags.DEFINE_bool('eval_knn', False, 'Also evaluate the frozen encoder '
                   'output with a k-nearest-neighbour classifier (cosine '
@@ -222,6 +231,12 @@ def validate_flags():
                        'does not exist.')
   if not 0 <= FLAGS.label_loss_weight <= 1:
     raise UsageError('--label_loss_weight must be in [0, 1].')
+  if FLAGS.memory_size < 0 or (FLAGS.memory_size and
+                                FLAGS.train_mode != 'pretrain'):
+    raise UsageError('--memory_size holds negatives of the contrastive loss: '
+                     'use it with --train_mode=pretrain (0 turns it off).')
+  if not 0 <= FLAGS.memory_ema_decay < 1:
+    raise UsageError('--memory_ema_decay must be in [0, 1).')
   if FLAGS.distillation_temperature <= 0:
     raise UsageError('--distillation_temperature must be positive.')
 
@@ -460,8 +475,13 @@ def run():
         FLAGS.warmup_epochs, train_steps, FLAGS.learning_rate_scaling)
     optimizer = optimization.build_optimizer(
         FLAGS.optimizer, learning_rate, FLAGS.momentum, FLAGS.weight_decay)
+    memory = None
+    if FLAGS.memory_size:
+      memory = memory_buffer.MemoryBuffer(
+          model.config, FLAGS.memory_size, model.config.proj_out_dim,
+          FLAGS.memory_ema_decay)
     state = training.CheckpointState(model, optimizer, FLAGS.model_dir,
-                                     FLAGS.keep_checkpoint_max)
+                                     FLAGS.keep_checkpoint_max, memory)
     logging.info(state.restore_or_initialize(
         FLAGS.checkpoint, use_ema=FLAGS.use_ema,
         zero_init_logits_layer=FLAGS.zero_init_logits_layer))
@@ -469,8 +489,13 @@ def run():
   summary_writer = tf.summary.create_file_writer(FLAGS.model_dir)
   training.train(state, strategy, dataset, loss_config(), train_steps,
                  steps_per_loop, learning_rate, summary_writer,
-                 teacher=teacher)
+                 teacher=teacher, memory=memory)
   logging.info('Training complete.')
+  if memory is not None:
+    ema_dir = os.path.join(FLAGS.model_dir, 'saved_model_ema',
+                           str(int(state.global_step.numpy())))
+    memory.export_ema_saved_model(ema_dir)
+    logging.info('Moving-average model exported to %s.', ema_dir)
   if FLAGS.mode == 'train_then_eval':
     run_eval(model, strategy, builder, eval_steps,
              state.manager.latest_checkpoint, subset)

@@ -137,3 +137,23 @@ def test_empty_image_folder_gives_one_clear_message(tmp_path):
   assert result.returncode != 0
   assert str(tmp_path / 'empty') in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+def test_pretraining_with_memory_resumes_it_and_exports_the_ema_model(
+    tmp_path):
+  model_dir = tmp_path / 'memory'
+  args = [*TINY, '--mode=train', '--memory_size=64',
+          '--memory_ema_decay=0.9', '--checkpoint_steps=2',
+          f'--model_dir={model_dir}']
+  run_py(*args, '--train_steps=2', data_dir=tmp_path / 'data')
+  reader = tf.train.load_checkpoint(str(model_dir / 'ckpt-2'))
+  names = reader.get_variable_to_shape_map()
+  queue = [n for n in names if n.startswith('memory/queue')]
+  assert queue and reader.get_variable_to_shape_map()[queue[0]] == [64, 16]
+  filled = [n for n in names if n.startswith('memory/num_filled')][0]
+  assert reader.get_tensor(filled) == 2 * 32  # Two batches of keys.
+  resumed = run_py(*args, '--train_steps=3', data_dir=tmp_path / 'data')
+  assert 'memory buffer starts empty' not in resumed.stderr
+  reader = tf.train.load_checkpoint(str(model_dir / 'ckpt-3'))
+  assert reader.get_tensor(filled) == 64  # Full: 96 keys into 64 slots.
+  assert (model_dir / 'saved_model_ema' / '3' / 'saved_model.pb').exists()

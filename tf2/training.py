@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tf2 import checkpoint_io
 from tf2 import distillation
+from tf2 import memory_buffer
 from tf2 import metrics as metrics_lib
 from tf2 import objective
 from tf2 import optimization
@@ -72,7 +73,7 @@ def _masked_supervised_loss(labels, logits, labeled):
 
 
 def compute_loss(model, images, labels, loss_config, strategy=None,
-                 metrics=None, labeled=None, teacher=None):
+                 metrics=None, labeled=None, teacher=None, memory=None):
   """The per-replica loss of one batch (before dividing by replicas).
 
   Args:
@@ -85,6 +86,8 @@ def compute_loss(model, images, labels, loss_config, strategy=None,
     labeled: optional (B,) 1 for examples whose label may be used, 0 for
       unlabeled ones; None means all are labeled.
     teacher: in distillation, the teacher Model (run in inference mode).
+    memory: optional memory_buffer.MemoryBuffer whose queued keys are extra
+      negatives of the contrastive loss.
 
   Returns:
     Scalar loss: contrastive / distillation + supervised + weight decay.
@@ -93,9 +96,14 @@ def compute_loss(model, images, labels, loss_config, strategy=None,
   loss = 0.0
   if projection is not None:
     projection = _full_precision(projection)
-    con_loss, logits_con, labels_con = objective.contrastive_loss(
-        projection, hidden_norm=loss_config.hidden_norm,
-        temperature=loss_config.temperature, strategy=strategy)
+    if memory is None:
+      con_loss, logits_con, labels_con = objective.contrastive_loss(
+          projection, hidden_norm=loss_config.hidden_norm,
+          temperature=loss_config.temperature, strategy=strategy)
+    else:
+      con_loss, logits_con, labels_con = memory_buffer.memory_contrastive_loss(
+          memory, projection, hidden_norm=loss_config.hidden_norm,
+          temperature=loss_config.temperature, strategy=strategy)
     loss += con_loss
     if metrics is not None:
       metrics_lib.update_contrastive(metrics, con_loss, logits_con,
@@ -133,12 +141,15 @@ def compute_loss(model, images, labels, loss_config, strategy=None,
 
 
 def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
-                    teacher=None):
+                    teacher=None, memory=None):
   """Returns `step(images, labels, labeled=None)` to run on each replica.
 
   Args:
     model, optimizer, loss_config, strategy, metrics: see `compute_loss`.
     teacher: the teacher Model when loss_config.train_mode == 'distill'.
+    memory: optional MemoryBuffer (pretraining): read by the loss, then,
+      after the update, its moving average follows the model and this
+      batch's keys are enqueued (so a batch is never its own negative).
   """
   if (loss_config.train_mode == 'distill') != (teacher is not None):
     raise ValueError('A teacher is needed for, and only for, '
@@ -147,7 +158,8 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
   def step(images, labels, labeled=None):
     with tf.GradientTape() as tape:
       loss = compute_loss(model, images, labels, loss_config, strategy,
-                          metrics, labeled=labeled, teacher=teacher)
+                          metrics, labeled=labeled, teacher=teacher,
+                          memory=memory)
       # apply_gradients sums over replicas; dividing gives the mean gradient.
       scaled_loss = loss / strategy.num_replicas_in_sync
     variables = model.trainable_variables
@@ -156,6 +168,8 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
     # from the encoder output) have no gradient; they are left untouched.
     pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
     optimizer.apply_gradients(pairs)
+    if memory is not None:
+      memory_buffer.update_memory(memory, model, images, strategy)
     return loss
 
   return step
@@ -181,14 +195,21 @@ class CheckpointState:
   """Model, global step and optimizer, saved to and resumed from model_dir.
 
   The object names (`model`, `global_step`, `optimizer`) are those of the
-  reference, so its model_dir checkpoints resume here and ours there.
+  reference, so its model_dir checkpoints resume here and ours there. With a
+  memory buffer, its moving-average model and queue are saved too (under
+  `memory`), so a resumed run continues exactly.
   """
 
-  def __init__(self, model, optimizer, model_dir, keep_checkpoint_max):
+  def __init__(self, model, optimizer, model_dir, keep_checkpoint_max,
+               memory=None):
     self.model = model
     self.optimizer = optimizer
-    self.checkpoint = tf.train.Checkpoint(
-        model=model, global_step=optimizer.iterations, optimizer=optimizer)
+    self.memory = memory
+    objects = dict(model=model, global_step=optimizer.iterations,
+                   optimizer=optimizer)
+    if memory is not None:
+      objects['memory'] = memory
+    self.checkpoint = tf.train.Checkpoint(**objects)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, directory=model_dir,
         max_to_keep=keep_checkpoint_max)
@@ -214,7 +235,12 @@ class CheckpointState:
     if latest:
       checkpoint_io.verify_matches_model(self.model, latest)
       self.checkpoint.restore(latest).expect_partial()
-      return f'Resumed from {latest} at step {int(self.global_step.numpy())}.'
+      message = f'Resumed from {latest} at step {int(self.global_step.numpy())}.'
+      if self.memory is not None and not memory_buffer.checkpoint_has_memory(
+          latest):
+        self.memory.initialize_from(self.model)
+        message += ' The memory buffer starts empty (none was saved).'
+      return message
     message = 'Starting from freshly initialised weights.'
     if init_checkpoint:
       report = checkpoint_io.restore_model_weights(self.model, init_checkpoint,
@@ -224,6 +250,8 @@ class CheckpointState:
       for variable in self.model.supervised_head.trainable_weights:
         variable.assign(tf.zeros_like(variable))
       message += ' Supervised head set to zero.'
+    if self.memory is not None:
+      self.memory.initialize_from(self.model)
     return message
 
   def save(self):
@@ -231,7 +259,7 @@ class CheckpointState:
 
 
 def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
-          learning_rate, summary_writer, teacher=None):
+          learning_rate, summary_writer, teacher=None, memory=None):
   """Trains until `train_steps`, saving a checkpoint every `steps_per_loop`.
 
   Args:
@@ -244,6 +272,7 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
     learning_rate: the schedule, for its summary.
     summary_writer: tf.summary writer for model_dir.
     teacher: the teacher Model in distillation (see `make_train_step`).
+    memory: the MemoryBuffer of pretraining with a memory, or None.
 
   Returns:
     The last train metrics, {summary name: value}.
@@ -251,7 +280,7 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
   with strategy.scope():
     metrics = build_metrics(loss_config)
   step = make_train_step(state.model, state.optimizer, loss_config, strategy,
-                         metrics, teacher=teacher)
+                         metrics, teacher=teacher, memory=memory)
   train_loop = make_train_loop(strategy, step)
   iterator = iter(dataset)
   current = int(state.global_step.numpy())
