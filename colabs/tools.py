@@ -6,7 +6,8 @@ holds what several notebooks need around it, so that no notebook pastes it:
 - `train_tiny_model`: when a notebook is given no model, it trains a small
   one with `run.py` on the embedded digits (a minute on a 2-core CPU). The
   tests train it once and pass its path to every notebook.
-- `latest_saved_model`: the newest `saved_model/<step>` that run.py exported.
+- `find_saved_model`: the SavedModel of a model directory (a published
+  model's `saved_model/`, or the newest `saved_model/<step>` of run.py).
 - `prediction_grid`: images titled with predicted and true labels.
 - `save_figure`: writes a matplotlib figure as PNG into the figure folder.
 
@@ -48,7 +49,7 @@ def train_tiny_model(model_dir, data_dir=None, train_steps=6, image_size=16):
     RuntimeError: run.py failed; the message ends with its log.
   """
   model_dir = os.fspath(model_dir)
-  if latest_saved_model(model_dir, required=False):
+  if find_saved_model(model_dir, required=False):
     return model_dir
   args = [sys.executable, str(ROOT / 'run.py'), *TINY_FLAGS,
           f'--image_size={image_size}', f'--train_steps={train_steps}',
@@ -65,26 +66,35 @@ def train_tiny_model(model_dir, data_dir=None, train_steps=6, image_size=16):
   return model_dir
 
 
-def latest_saved_model(model_dir, required=True):
-  """The newest SavedModel run.py exported into `model_dir/saved_model/`.
+def find_saved_model(path, required=True):
+  """The SavedModel at or under `path`.
 
   Args:
-    model_dir: a run.py model_dir.
+    path: a SavedModel directory (holding saved_model.pb); a published TF2
+      model directory (holding `saved_model/`); or a run.py model_dir, whose
+      newest export `saved_model/<step>` is taken.
     required: raise when there is none; else return None.
 
   Returns:
-    Path of `model_dir/saved_model/<highest step>` as a string.
+    The SavedModel directory as a string.
+
+  Raises:
+    FileNotFoundError: no SavedModel there (only with `required`).
   """
-  export_root = pathlib.Path(model_dir) / 'saved_model'
+  path = pathlib.Path(path)
+  for candidate in (path, path / 'saved_model'):
+    if (candidate / 'saved_model.pb').exists():
+      return str(candidate)
+  export_root = path / 'saved_model'
   steps = sorted(int(p.name) for p in export_root.glob('*')
                  if p.name.isdigit() and (p / 'saved_model.pb').exists())
-  if not steps:
-    if required:
-      raise FileNotFoundError(
-          f'No SavedModel in {export_root}: run.py exports one after '
-          'evaluation (--mode=train_then_eval or --mode=eval).')
-    return None
-  return str(export_root / str(steps[-1]))
+  if steps:
+    return str(export_root / str(steps[-1]))
+  if required:
+    raise FileNotFoundError(
+        f'No SavedModel at {path} nor in {export_root}: run.py exports one '
+        'after evaluation (--mode=train_then_eval or --mode=eval).')
+  return None
 
 
 def save_figure(fig, figure_dir, name, dpi=100):

@@ -67,7 +67,7 @@ def tiny_model(tmp_path_factory):
     model_dir = tools.train_tiny_model(shared / 'model',
                                        data_dir=shared / 'data')
   return dict(model=model_dir, data=str(shared / 'data'),
-              saved_model=tools.latest_saved_model(model_dir))
+              saved_model=tools.find_saved_model(model_dir))
 
 
 @pytest.fixture(scope='session')
@@ -221,3 +221,19 @@ def test_a_cell_error_fails_the_execution(kernel_env, tmp_path):
     with pytest.raises(nbclient.exceptions.CellExecutionError,
                        match='broken cell'):
       notebook_tools.execute(notebook, cwd=tmp_path, timeout=60)
+
+
+def test_find_saved_model_accepts_the_three_layouts(tmp_path):
+  for export in ('direct', 'published/saved_model', 'run/saved_model/2',
+                 'run/saved_model/10'):
+    (tmp_path / export).mkdir(parents=True)
+    (tmp_path / export / 'saved_model.pb').touch()
+  assert tools.find_saved_model(tmp_path / 'direct') == str(
+      tmp_path / 'direct')
+  assert tools.find_saved_model(tmp_path / 'published') == str(
+      tmp_path / 'published/saved_model')
+  assert tools.find_saved_model(tmp_path / 'run') == str(
+      tmp_path / 'run/saved_model/10')
+  assert tools.find_saved_model(tmp_path / 'empty', required=False) is None
+  with pytest.raises(FileNotFoundError, match='run.py exports one'):
+    tools.find_saved_model(tmp_path / 'empty')
