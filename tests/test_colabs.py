@@ -194,8 +194,10 @@ def test_committed_notebook_has_no_outputs(name):
 
 
 def test_every_notebook_is_tested():
+  from tests import test_colabs_recipe  # pylint: disable=g-import-not-at-top
+  runs = list(RUNS.values()) + list(test_colabs_recipe.RECIPE_RUNS.values())
   assert sorted(p.name for p in COLABS.glob('*.ipynb')) == sorted(
-      {name for name, _ in RUNS.values()})
+      {name for name, _ in runs})
 
 
 def test_inject_parameters_refuses_unknown_names():
