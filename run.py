@@ -195,6 +195,11 @@ def _exit_with(error):
   sys.exit(2)
 
 
+def _checkpoint_exists(path):
+  """A prefix (its files start with it), a directory or a file."""
+  return tf.io.gfile.exists(path) or tf.io.gfile.glob(path + '*')
+
+
 def validate_flags():
   """Stops early, with the fix, on flags that cannot work together."""
   if not FLAGS.model_dir:
@@ -206,8 +211,7 @@ def validate_flags():
                      '--fine_tune_after_block=-1, or --train_mode=finetune.')
   if not -1 <= FLAGS.fine_tune_after_block <= 4:
     raise UsageError('--fine_tune_after_block must be in -1..4.')
-  if FLAGS.checkpoint and not (tf.io.gfile.exists(FLAGS.checkpoint) or
-                               tf.io.gfile.glob(FLAGS.checkpoint + '*')):
+  if FLAGS.checkpoint and not _checkpoint_exists(FLAGS.checkpoint):
     raise UsageError(f'--checkpoint={FLAGS.checkpoint} does not exist: pass '
                      'a checkpoint prefix (model.ckpt-250228, ckpt-3), a '
                      'checkpoint directory or a SavedModel directory.')
@@ -225,8 +229,7 @@ def validate_flags():
       raise UsageError('--train_mode=distill needs --teacher_checkpoint: the '
                        'fine-tuned model whose predictions the student '
                        'learns.')
-    if not (tf.io.gfile.exists(FLAGS.teacher_checkpoint) or
-            tf.io.gfile.glob(FLAGS.teacher_checkpoint + '*')):
+    if not _checkpoint_exists(FLAGS.teacher_checkpoint):
       raise UsageError(f'--teacher_checkpoint={FLAGS.teacher_checkpoint} '
                        'does not exist.')
   if not 0 <= FLAGS.label_loss_weight <= 1:

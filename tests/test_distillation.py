@@ -7,6 +7,7 @@ import tensorflow as tf
 from tf2 import config as config_lib
 from tf2 import distillation
 from tf2 import model as model_lib
+from tf2 import objective
 from tf2 import optimization
 from tf2 import training
 
@@ -102,12 +103,11 @@ def test_distill_needs_a_teacher_and_only_distill_takes_one():
 def test_labels_of_unlabeled_examples_are_not_used():
   labels = tf.one_hot([0, 1], 3)
   logits = tf.constant([[5.0, 0.0, 0.0], [5.0, 0.0, 0.0]])
-  only_first = training._masked_supervised_loss(  # pylint: disable=protected-access
-      labels, logits, tf.constant([1.0, 0.0]))
+  only_first = objective.supervised_loss(labels, logits,
+                                        tf.constant([1.0, 0.0]))
   first = tf.nn.softmax_cross_entropy_with_logits(labels[:1], logits[:1])
   np.testing.assert_allclose(only_first.numpy(), first.numpy()[0], rtol=1e-6)
-  none = training._masked_supervised_loss(  # pylint: disable=protected-access
-      labels, logits, tf.constant([0.0, 0.0]))
+  none = objective.supervised_loss(labels, logits, tf.constant([0.0, 0.0]))
   assert float(none) == 0.0
 
 

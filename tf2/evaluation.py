@@ -62,6 +62,14 @@ def write_results(model_dir, results, global_step):
   return results
 
 
+def _report(results, model_dir, step):
+  """Writes eval results as summaries in model_dir and logs them."""
+  with tf.summary.create_file_writer(model_dir).as_default():
+    for name, value in results.items():
+      tf.summary.scalar(name, value, step=step)
+  logging.info('Eval at step %d: %s', step, results)
+
+
 def evaluate_checkpoint(model, strategy, dataset, eval_steps, checkpoint_path,
                         model_dir, optimizer_name, weight_decay,
                         keep_hub_module_max, run_eval=True,
@@ -85,19 +93,13 @@ def evaluate_checkpoint(model, strategy, dataset, eval_steps, checkpoint_path,
   if run_eval:
     results = evaluate(model, strategy, dataset, eval_steps, optimizer_name,
                        weight_decay)
-    with tf.summary.create_file_writer(model_dir).as_default() as _:
-      for name, value in results.items():
-        tf.summary.scalar(name, value, step=step)
-    logging.info('Eval at step %d: %s', step, results)
+    _report(results, model_dir, step)
   elif extra_eval is None:
     logging.info('No supervised head to evaluate (pretraining without linear '
                  'eval); exporting only.')
   if extra_eval is not None:
     extra = extra_eval(model)
-    with tf.summary.create_file_writer(model_dir).as_default() as _:
-      for name, value in extra.items():
-        tf.summary.scalar(name, value, step=step)
-    logging.info('Eval at step %d: %s', step, extra)
+    _report(extra, model_dir, step)
     results.update(extra)
   results = write_results(model_dir, results, step)
   export.export_step(model, model_dir, step, keep_hub_module_max)

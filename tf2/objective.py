@@ -109,7 +109,23 @@ def contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
   return loss, parts.logits_ab, parts.labels
 
 
-def supervised_loss(labels, logits):
-  """Mean softmax cross-entropy; labels (B, C) one-hot, logits (B, C)."""
-  return tf.reduce_mean(
-      tf.nn.softmax_cross_entropy_with_logits(labels, logits))
+def supervised_loss(labels, logits, labeled=None):
+  """Mean softmax cross-entropy over the labeled examples of the batch.
+
+  Args:
+    labels: (B, C) one-hot.
+    logits: (B, C).
+    labeled: optional (B,) 1 for examples whose label may be used, 0 for
+      unlabeled ones (the rest of a label subset, an `unlabeled` folder);
+      None means all are labeled (the plain mean). A batch without labeled
+      examples gives 0.
+
+  Returns:
+    Scalar loss.
+  """
+  per_example = tf.nn.softmax_cross_entropy_with_logits(labels, logits)
+  if labeled is None:
+    return tf.reduce_mean(per_example)
+  labeled = tf.cast(labeled, per_example.dtype)
+  return tf.math.divide_no_nan(tf.reduce_sum(per_example * labeled),
+                               tf.reduce_sum(labeled))

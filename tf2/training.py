@@ -57,21 +57,6 @@ def _full_precision(tensor):
   return tensor
 
 
-def _masked_supervised_loss(labels, logits, labeled):
-  """Cross-entropy averaged over the labeled examples of the batch only.
-
-  Unlabeled examples (the rest of a label subset, an `unlabeled` folder) are
-  in the batch for the other losses; a batch without labeled examples
-  contributes 0. With every example labeled this is the plain mean.
-  """
-  per_example = tf.nn.softmax_cross_entropy_with_logits(labels, logits)
-  if labeled is None:
-    return tf.reduce_mean(per_example)
-  labeled = tf.cast(labeled, per_example.dtype)
-  return tf.math.divide_no_nan(tf.reduce_sum(per_example * labeled),
-                               tf.reduce_sum(labeled))
-
-
 def compute_loss(model, images, labels, loss_config, strategy=None,
                  metrics=None, labeled=None, teacher=None, memory=None):
   """The per-replica loss of one batch (before dividing by replicas).
@@ -114,7 +99,7 @@ def compute_loss(model, images, labels, loss_config, strategy=None,
       labels = tf.concat([labels, labels], 0)  # Both views are classified.
       if labeled is not None:
         labeled = tf.concat([labeled, labeled], 0)
-    sup_loss = _masked_supervised_loss(labels, logits, labeled)
+    sup_loss = objective.supervised_loss(labels, logits, labeled)
     if loss_config.train_mode == 'distill':
       soft = _full_precision(distillation.teacher_logits(teacher, images))
       distill_loss = tf.reduce_mean(distillation.distillation_loss(
