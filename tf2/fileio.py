@@ -1,0 +1,177 @@
+"""Files on any filesystem TensorFlow supports: local, gs://, ram://, ...
+
+Every file this project reads or writes goes through `tf.io.gfile`, so a
+`--model_dir`, `--checkpoint` or `--teacher_checkpoint` may be a Cloud
+Storage URL as in the reference's commands. Paths are strings; `join` and
+`dirname` are POSIX path operations, which keep a URL's `scheme://` intact.
+
+Writes are all-or-nothing for a reader:
+- `write_json_atomic` writes a sibling temporary file and renames it over
+  the target (a rename of one file is atomic locally and on object stores).
+- `replace_dir_atomic` builds a directory beside the target and moves it
+  into place. Locally that is one rename. Object stores (and `ram://`)
+  cannot rename a directory, so there the files move one by one and
+  `commit_file` (e.g. `saved_model.pb`) moves last: a directory without it
+  is incomplete, which is how TensorFlow itself recognises a SavedModel.
+Temporaries are named `.tmp-*`, so `remove_temporaries` can clear those an
+interrupted run left behind.
+"""
+
+import json
+import posixpath
+import uuid
+
+import tensorflow as tf
+
+TMP_PREFIX = '.tmp-'
+
+gfile = tf.io.gfile
+exists = gfile.exists
+isdir = gfile.isdir
+glob = gfile.glob
+listdir = gfile.listdir
+makedirs = gfile.makedirs
+
+
+def is_local(path):
+  """Whether `path` is on the local filesystem (no `scheme://`)."""
+  return '://' not in str(path) or str(path).startswith('file://')
+
+
+def join(*parts):
+  return posixpath.join(*[str(p) for p in parts])
+
+
+def dirname(path):
+  return posixpath.dirname(str(path).rstrip('/'))
+
+
+def basename(path):
+  return posixpath.basename(str(path).rstrip('/'))
+
+
+def abspath(path):
+  """Local paths made absolute (a later chdir cannot move them); URLs kept."""
+  path = str(path)
+  if is_local(path) and not path.startswith('file://'):
+    return posixpath.abspath(posixpath.expanduser(path))
+  return path
+
+
+def isfile(path):
+  return exists(path) and not isdir(path)
+
+
+def read_text(path):
+  with gfile.GFile(path, 'r') as f:
+    return f.read()
+
+
+def read_json(path):
+  return json.loads(read_text(path))
+
+
+def _temporary_sibling(path):
+  return join(dirname(path), f'{TMP_PREFIX}{basename(path)}-'
+              f'{uuid.uuid4().hex[:8]}')
+
+
+def write_text_atomic(path, text):
+  """Writes `text` to `path`; a reader sees the old file or the new one."""
+  path = str(path)
+  parent = dirname(path)
+  if parent:
+    makedirs(parent)
+  tmp = _temporary_sibling(path)
+  try:
+    with gfile.GFile(tmp, 'w') as f:
+      f.write(text)
+    gfile.rename(tmp, path, overwrite=True)
+  finally:
+    if exists(tmp):
+      gfile.remove(tmp)
+  return path
+
+
+def write_json_atomic(path, value, indent=1):
+  """Writes `value` as JSON to `path` atomically (see write_text_atomic)."""
+  return write_text_atomic(path, json.dumps(value, indent=indent,
+                                            sort_keys=True) + '\n')
+
+
+def rmtree(path):
+  if exists(path):
+    gfile.rmtree(path)
+
+
+def _move_files(source, target, commit_file):
+  """Moves every file of `source` under `target`, `commit_file` last."""
+  files = []
+  for directory, _, names in gfile.walk(source):
+    files.extend(join(directory, n) for n in names)
+  files.sort(key=lambda f: basename(f) == commit_file)
+  for path in files:
+    relative = path[len(source):].lstrip('/')
+    destination = join(target, relative)
+    makedirs(dirname(destination))
+    gfile.rename(path, destination, overwrite=True)
+
+
+def replace_dir_atomic(write_fn, target, commit_file=None):
+  """Builds a directory with `write_fn(tmp_dir)` and moves it to `target`.
+
+  An existing `target` is replaced only once the new directory is
+  complete; an exception in `write_fn` leaves `target` as it was and
+  removes the temporary directory.
+
+  Args:
+    write_fn: called with the temporary directory's path; fills it.
+    target: the directory to create or replace.
+    commit_file: on filesystems without directory renames, the file name
+      moved last, whose presence marks the directory complete.
+
+  Returns:
+    target.
+  """
+  target = abspath(str(target).rstrip('/'))
+  parent = dirname(target)
+  makedirs(parent)
+  tmp = _temporary_sibling(target)
+  old = None
+  try:
+    write_fn(tmp)
+    if is_local(target):
+      if exists(target):
+        old = _temporary_sibling(target)
+        gfile.rename(target, old)
+      gfile.rename(tmp, target)
+    else:
+      rmtree(target)
+      _move_files(tmp, target, commit_file)
+  finally:
+    rmtree(tmp)
+    if old is not None:
+      rmtree(old)
+  return target
+
+
+def remove_temporaries(directory, patterns=(TMP_PREFIX + '*', '*_temp')):
+  """Removes what interrupted writes left in `directory`.
+
+  `.tmp-*` are this module's temporaries; `*_temp` are those of
+  tf.train.CheckpointManager (a sharded save writes `ckpt-N_temp/` first).
+
+  Returns:
+    The removed paths.
+  """
+  removed = []
+  if not isdir(directory):
+    return removed
+  for pattern in patterns:
+    for path in glob(join(directory, pattern)):
+      if isdir(path):
+        gfile.rmtree(path)
+      else:
+        gfile.remove(path)
+      removed.append(path)
+  return sorted(removed)
