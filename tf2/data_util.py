@@ -7,10 +7,12 @@ random grayscale (p=0.2), and a Gaussian blur applied batch-wise by the model
 in pretraining. Evaluation takes a centre crop of 0.875 (images above 32 px),
 resizes bicubically and matches the reference to float rounding.
 
-The random ops are the stateless `tf.image.stateless_*` twins of the ones the
-reference calls (same kernels, same distributions) so that a pipeline given a
-seed is reproducible. Every random function takes a `seed` of shape (2,)
-int32/int64; `preprocess_image` draws one when none is given.
+The random ops are stateless twins of the ones the reference calls (same
+kernels, same distributions) so that a pipeline given a seed is
+reproducible. Every random function takes a `seed` of shape (2,)
+int32/int64; `preprocess_image` draws one when none is given. The colour
+distortion's draws and maths are in `color_augment`, which also applies them
+to whole batches on the accelerator (`augment_on_device`).
 
 Differences from the reference, on purpose:
 - `color_jitter_strength` and `impl` are arguments (the reference read
@@ -27,6 +29,8 @@ Differences from the reference, on purpose:
 
 import tensorflow as tf
 
+from tf2 import color_augment
+
 CROP_PROPORTION = 0.875  # Standard for ImageNet evaluation.
 _INT32_MAX = 2**31 - 1
 
@@ -41,14 +45,8 @@ def split_seed(seed, num):
   return tf.unstack(tf.random.experimental.stateless_split(seed, num))
 
 
-def random_apply(func, p, x, seed):
-  """func(x) with probability p, else x."""
-  apply = tf.random.stateless_uniform([], seed) < p
-  return tf.cond(apply, lambda: func(x), lambda: x)
-
-
 def random_brightness(image, max_delta, seed, impl='simclrv2'):
-  """Random brightness change.
+  """Random brightness change (`color_augment.sample_brightness`).
 
   Args:
     image: (H, W, 3) floats.
@@ -61,89 +59,31 @@ def random_brightness(image, max_delta, seed, impl='simclrv2'):
   Returns:
     (H, W, 3) floats, not clipped.
   """
-  if impl == 'simclrv2':
-    factor = tf.random.stateless_uniform(
-        [], seed, minval=max(1.0 - max_delta, 0.0), maxval=1.0 + max_delta)
-    return image * factor
-  if impl == 'simclrv1':
-    return tf.image.stateless_random_brightness(image, max_delta, seed)
-  raise ValueError(f'Unknown color jitter impl {impl!r}: use simclrv1 or '
-                   'simclrv2.')
-
-
-def to_grayscale(image):
-  """(H, W, 3) RGB -> (H, W, 3) luma replicated on the three channels."""
-  return tf.tile(tf.image.rgb_to_grayscale(image), [1, 1, 3])
-
-
-def color_jitter(image, strength, seed, impl='simclrv2'):
-  """Brightness, contrast, saturation and hue in random order.
-
-  The image is clipped to [0, 1] after each transform, as in the reference.
-  A transform of zero strength is the identity.
-
-  Args:
-    image: (H, W, 3) floats in [0, 1].
-    strength: s; the maximal changes are 0.8s (brightness, contrast,
-      saturation) and 0.2s (hue).
-    seed: (2,) stateless seed.
-    impl: 'simclrv2' (multiplicative) or 'simclrv1' (additive) brightness.
-
-  Returns:
-    (H, W, 3) floats in [0, 1].
-  """
-  brightness = contrast = saturation = 0.8 * strength
-  hue = 0.2 * strength
-  order_seed, *seeds = split_seed(seed, 5)
-
-  def brightness_fn(x, s):
-    return random_brightness(x, brightness, s, impl)
-
-  def contrast_fn(x, s):
-    return tf.image.stateless_random_contrast(x, 1 - contrast, 1 + contrast,
-                                              s)
-
-  def saturation_fn(x, s):
-    return tf.image.stateless_random_saturation(x, 1 - saturation,
-                                                1 + saturation, s)
-
-  def hue_fn(x, s):
-    return tf.image.stateless_random_hue(x, hue, s)
-
-  transforms = [fn for fn, delta in [(brightness_fn, brightness),
-                                     (contrast_fn, contrast),
-                                     (saturation_fn, saturation),
-                                     (hue_fn, hue)] if delta != 0]
-  if not transforms:
-    return image
-  # argsort of i.i.d. uniforms is a uniformly random permutation.
-  order = tf.argsort(tf.random.stateless_uniform([len(transforms)],
-                                                 order_seed))
-  for step in range(len(transforms)):
-    branches = [lambda fn=fn, x=image, s=seeds[step]: fn(x, s)
-                for fn in transforms]
-    image = tf.clip_by_value(tf.switch_case(order[step], branches), 0., 1.)
-  return image
+  scale, shift = color_augment.sample_brightness(1, max_delta, seed, impl)
+  return color_augment.adjust_brightness(image[None], scale, shift)[0]
 
 
 def random_color_jitter(image, strength=1.0, impl='simclrv2', seed=None):
   """Colour jitter with probability 0.8, then grayscale with probability 0.2.
 
+  The draws and their application are `color_augment`'s, on tf.image's
+  kernels (its ONE_IMAGE back end); `augment_on_device` applies the same
+  distortion to whole batches on the accelerator.
+
   Args:
-    image: (H, W, 3) floats in [0, 1].
-    strength: colour jitter strength s (see `color_jitter`).
-    impl: 'simclrv2' or 'simclrv1' brightness.
+    image: (H, W, 3) floats in [0, 1] (bicubic overshoot allowed).
+    strength: colour jitter strength s: the maximal changes are 0.8s
+      (brightness, contrast, saturation) and 0.2s (hue).
+    impl: 'simclrv2' (multiplicative) or 'simclrv1' (additive) brightness.
     seed: (2,) stateless seed, or None for a fresh one.
 
   Returns:
-    (H, W, 3) floats in [0, 1].
+    (H, W, 3) floats; in [0, 1] where the jitter was applied.
   """
   seed = new_seed() if seed is None else seed
-  jitter_seed, apply_jitter, apply_gray = split_seed(seed, 3)
-  image = random_apply(
-      lambda x: color_jitter(x, strength, jitter_seed, impl), 0.8, image,
-      apply_jitter)
-  return random_apply(to_grayscale, 0.2, image, apply_gray)
+  draws = color_augment.sample_color_draws(1, seed, strength, impl)
+  return color_augment.color_distort(image[None], draws,
+                                     color_augment.ONE_IMAGE)[0]
 
 
 def _compute_crop_shape(image_height, image_width, aspect_ratio,
@@ -245,21 +185,23 @@ def crop_and_resize(image, height, width, seed):
                          height, width)
 
 
+@color_augment.in_float32
 def gaussian_blur(images, kernel_size, sigma):
   """Separable Gaussian blur with zero ('SAME') padding.
 
   Args:
-    images: (B, H, W, C) floats.
+    images: (B, H, W, C) floats; float16 and bfloat16 (mixed precision) are
+      blurred in float32.
     kernel_size: int; the kernel has 2 * (kernel_size // 2) + 1 taps (an
       even size grows by one, as in the reference).
     sigma: scalar standard deviation in pixels.
 
   Returns:
-    (B, H, W, C) floats.
+    (B, H, W, C) in the images' dtype.
   """
   radius = kernel_size // 2
-  x = tf.cast(tf.range(-radius, radius + 1), tf.float32)
-  sigma = tf.cast(sigma, tf.float32)
+  x = tf.cast(tf.range(-radius, radius + 1), images.dtype)
+  sigma = tf.cast(sigma, images.dtype)
   kernel = tf.exp(-tf.square(x) / (2.0 * tf.square(sigma)))
   kernel /= tf.reduce_sum(kernel)
   channels = tf.shape(images)[-1]
@@ -322,7 +264,7 @@ def to_rgb(image):
 
 def preprocess_for_train(image, height, width, color_distort=True, crop=True,
                          flip=True, *, color_jitter_strength=1.0,
-                         impl='simclrv2', seed=None):
+                         impl='simclrv2', seed=None, clip=True):
   """Random crop, flip and colour distortion of one training view.
 
   Args:
@@ -335,9 +277,13 @@ def preprocess_for_train(image, height, width, color_distort=True, crop=True,
     color_jitter_strength: strength s of the colour jitter.
     impl: 'simclrv2' or 'simclrv1' brightness.
     seed: (2,) stateless seed, or None for a fresh one.
+    clip: clip to [0, 1]. False (with color_distort=False) leaves the
+      bicubic overshoot to a colour distortion applied later
+      (`augment_on_device`), which then sees the pixels this one would and
+      clips at the end.
 
   Returns:
-    (height, width, 3) floats in [0, 1].
+    (height, width, 3) floats, in [0, 1] if clipped.
   """
   seed = new_seed() if seed is None else seed
   crop_seed, flip_seed, color_seed = split_seed(seed, 3)
@@ -349,7 +295,7 @@ def preprocess_for_train(image, height, width, color_distort=True, crop=True,
     image = random_color_jitter(image, color_jitter_strength, impl,
                                 color_seed)
   image = tf.reshape(image, [height, width, 3])
-  return tf.clip_by_value(image, 0., 1.)
+  return tf.clip_by_value(image, 0., 1.) if clip else image
 
 
 def preprocess_for_eval(image, height, width, crop=True):
@@ -375,7 +321,8 @@ def preprocess_for_eval(image, height, width, crop=True):
 
 def preprocess_image(image, height, width, is_training=False,
                      color_distort=True, test_crop=True, *,
-                     color_jitter_strength=1.0, impl='simclrv2', seed=None):
+                     color_jitter_strength=1.0, impl='simclrv2', seed=None,
+                     clip=True):
   """One image, as stored, to a model input.
 
   Args:
@@ -388,13 +335,15 @@ def preprocess_image(image, height, width, is_training=False,
     color_jitter_strength: strength s of the colour jitter.
     impl: 'simclrv2' or 'simclrv1' brightness.
     seed: (2,) stateless seed for training, or None for a fresh one.
+    clip: in training, clip to [0, 1] (see `preprocess_for_train`).
 
   Returns:
-    (height, width, 3) float32 in [0, 1].
+    (height, width, 3) float32, in [0, 1] if clipped.
   """
   image = tf.image.convert_image_dtype(to_rgb(image), dtype=tf.float32)
   if is_training:
     return preprocess_for_train(
         image, height, width, color_distort,
-        color_jitter_strength=color_jitter_strength, impl=impl, seed=seed)
+        color_jitter_strength=color_jitter_strength, impl=impl, seed=seed,
+        clip=clip)
   return preprocess_for_eval(image, height, width, test_crop)
