@@ -13,13 +13,11 @@ any architecture), rebuilt as a `Model` and only ever run in inference mode:
 its batch-norm statistics and weights never change.
 """
 
-import json
-import os
-
 from absl import logging
 import tensorflow as tf
 
 from tf2 import checkpoint_io
+from tf2 import fileio
 from tf2 import model as model_lib
 
 
@@ -40,22 +38,35 @@ def distillation_loss(teacher_logits, student_logits, temperature=1.0):
       teacher_probs, student_logits / temperature)
 
 
-def _flags_json_near(path, levels=3):
-  """The flags.json of the run that wrote `path`, searching a few parents.
+# Records a run of this project writes in its model_dir, newest first.
+_RECORDS = ('experiment.json', 'flags.json')
+
+
+def _record_near(path, levels=3):
+  """Settings of the run that wrote `path`, from a record a few levels up.
 
   A run's checkpoints sit in model_dir and its SavedModels in
   model_dir/saved_model/<step>, so model_dir is at most three levels up.
+
+  Returns:
+    (flat {setting: value}, the record's path), or (None, None).
   """
-  directory = path if os.path.isdir(path) else os.path.dirname(path)
+  directory = path if fileio.isdir(path) else fileio.dirname(path)
   for _ in range(levels + 1):
-    candidate = os.path.join(directory, 'flags.json')
-    if os.path.isfile(candidate):
-      return candidate
-    parent = os.path.dirname(directory.rstrip('/'))
-    if not parent or parent == directory:
+    for name in _RECORDS:
+      candidate = fileio.join(directory, name)
+      if fileio.isfile(candidate):
+        record = fileio.read_json(candidate)
+        if name == 'experiment.json':
+          record = {k: v for section in ('model', 'run')
+                    for k, v in (record.get(section) or {}).items()}
+        return record, candidate
+    parent = fileio.dirname(directory)
+    if not parent or parent == directory or (
+        '://' in directory and '://' not in parent):  # Past gs://bucket.
       break
     directory = parent
-  return None
+  return None, None
 
 
 def teacher_ft_proj_selector(path, explicit=None):
@@ -63,23 +74,22 @@ def teacher_ft_proj_selector(path, explicit=None):
 
   Checkpoint shapes cannot tell: the hidden projection layers have the
   encoder's width, so a head on layer 0 or 1 has the same shape. An explicit
-  value wins; else the teacher's own flags.json (runs of this project write
-  one); else 0, the reference default.
+  value wins; else the teacher's own record (runs of this project write
+  experiment.json and flags.json); else 0, the reference default. -1 means
+  the last layer, as for --ft_proj_selector.
 
   Returns:
     (selector, where it came from) for the log.
   """
+  recorded, found = _record_near(path)
+  num_layers = (recorded or {}).get('num_proj_layers', 3)
   if explicit is not None:
-    return explicit, 'given'
-  found = _flags_json_near(path)
-  if found:
-    with open(found) as f:
-      recorded = json.load(f)
-    selector = recorded.get('ft_proj_selector', 0)
-    if selector == -1:
-      selector = recorded.get('num_proj_layers', 3)
-    return selector, found
-  return 0, 'default (no flags.json beside the teacher)'
+    selector, source = explicit, 'given'
+  elif found:
+    selector, source = recorded.get('ft_proj_selector', 0), found
+  else:
+    return 0, 'default (no record of the run beside the teacher)'
+  return (num_layers if selector == -1 else selector), source
 
 
 def load_teacher(path, image_size, num_classes=None, ft_proj_selector=None):

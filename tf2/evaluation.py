@@ -4,14 +4,12 @@ Writes what the reference writes: eval summaries, `result.json` and
 `result_<step>.json` in model_dir, then the SavedModel of that step.
 """
 
-import json
-import os
-
 from absl import logging
 import tensorflow as tf
 
 from tf2 import checkpoint_io
 from tf2 import export
+from tf2 import fileio
 from tf2 import metrics as metrics_lib
 from tf2 import optimization
 
@@ -54,11 +52,9 @@ def evaluate(model, strategy, dataset, eval_steps, optimizer_name,
 def write_results(model_dir, results, global_step):
   """Writes result.json and result_<step>.json, each atomically."""
   results = dict(results, global_step=int(global_step))
+  values = {k: float(v) for k, v in results.items()}
   for name in ('result.json', f'result_{int(global_step)}.json'):
-    path = os.path.join(model_dir, name)
-    with open(path + '.tmp', 'w') as f:
-      json.dump({k: float(v) for k, v in results.items()}, f, indent=1)
-    os.replace(path + '.tmp', path)
+    fileio.write_json_atomic(fileio.join(model_dir, name), values)
   return results
 
 

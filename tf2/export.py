@@ -11,11 +11,9 @@ checkpoint, and `trainable_variables_list` lists every trainable variable so
 the loaded module can be fine-tuned as a whole.
 """
 
-import os
-import shutil
-import uuid
-
 import tensorflow as tf
+
+from tf2 import fileio
 
 SIGNATURE_KEYS = ('initial_conv', 'initial_max_pool', 'block_group1',
                   'block_group2', 'block_group3', 'block_group4',
@@ -48,29 +46,30 @@ def build_saved_model(model):
 
 
 def export_saved_model(model, export_dir):
-  """Writes the SavedModel to `export_dir` atomically.
+  """Writes the SavedModel to `export_dir` atomically, on any filesystem.
 
-  The export is written to a temporary sibling and renamed into place, so
-  an interrupted export never leaves a half-written directory, and an
-  existing export is only replaced once the new one is complete.
+  The export is written to a temporary sibling and moved into place
+  (`fileio.replace_dir_atomic`, `saved_model.pb` last), so an interrupted
+  export never leaves a half-written directory that loads, and an existing
+  export is only replaced once the new one is complete.
 
   Returns:
     export_dir.
   """
-  export_dir = os.fspath(export_dir)
-  parent = os.path.dirname(os.path.abspath(export_dir))
-  os.makedirs(parent, exist_ok=True)
-  tmp_dir = os.path.join(parent, f'.tmp-{os.path.basename(export_dir)}-'
-                         f'{uuid.uuid4().hex[:8]}')
-  try:
-    tf.saved_model.save(build_saved_model(model), tmp_dir)
-    if os.path.exists(export_dir):
-      shutil.rmtree(export_dir)
-    os.rename(tmp_dir, export_dir)
-  finally:
-    if os.path.exists(tmp_dir):
-      shutil.rmtree(tmp_dir, ignore_errors=True)
-  return export_dir
+  module = build_saved_model(model)
+  return fileio.replace_dir_atomic(
+      lambda tmp_dir: tf.saved_model.save(module, tmp_dir), export_dir,
+      commit_file='saved_model.pb')
+
+
+def exported_steps(model_dir):
+  """Steps of the complete exports under `model_dir/saved_model/`, sorted."""
+  export_root = fileio.join(model_dir, 'saved_model')
+  if not fileio.isdir(export_root):
+    return []
+  return sorted(int(d.rstrip('/')) for d in fileio.listdir(export_root)
+                if d.rstrip('/').isdigit() and fileio.exists(
+                    fileio.join(export_root, d.rstrip('/'), 'saved_model.pb')))
 
 
 def export_step(model, model_dir, global_step, keep_max):
@@ -78,11 +77,10 @@ def export_step(model, model_dir, global_step, keep_max):
 
   keep_max <= 0 keeps every export (the reference's keep_hub_module_max).
   """
-  export_root = os.path.join(model_dir, 'saved_model')
-  path = export_saved_model(model, os.path.join(export_root,
-                                                str(int(global_step))))
+  export_root = fileio.join(model_dir, 'saved_model')
+  path = export_saved_model(model, fileio.join(export_root,
+                                               str(int(global_step))))
   if keep_max > 0:
-    steps = sorted(int(d) for d in os.listdir(export_root) if d.isdigit())
-    for step in steps[:-keep_max]:
-      shutil.rmtree(os.path.join(export_root, str(step)))
+    for step in exported_steps(model_dir)[:-keep_max]:
+      fileio.rmtree(fileio.join(export_root, str(step)))
   return path

@@ -21,14 +21,13 @@ For ImageNet, TFDS also ships the subsets of the SimCLR paper as datasets
 
 import collections
 import dataclasses
-import json
-import os
-import tempfile
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from tf2 import fileio
 
 # Version of the JSON written by `save_label_subset`.
 _FORMAT_VERSION = 1
@@ -203,26 +202,16 @@ def make_label_subset(builder, split, *, fraction=None, per_class=None,
 def save_label_subset(subset, path):
   """Writes a `LabelSubset` to `path` as JSON, atomically.
 
-  The file is written beside `path` and renamed over it, so a reader never
-  sees half a file, even if the run is killed while writing.
+  A reader never sees half a file, even if the run is killed while writing
+  (`fileio.write_json_atomic`); any filesystem TensorFlow supports.
 
   Args:
     subset: a `LabelSubset`.
-    path: local file path; its directory is created if missing.
+    path: the file; its directory is created if missing.
   """
   record = dataclasses.asdict(subset)
   record['format_version'] = _FORMAT_VERSION
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  handle, tmp_path = tempfile.mkstemp(
-      dir=directory, prefix=os.path.basename(path) + '.', suffix='.tmp')
-  try:
-    with os.fdopen(handle, 'w') as f:
-      json.dump(record, f, indent=1)
-    os.replace(tmp_path, path)
-  except BaseException:
-    os.unlink(tmp_path)
-    raise
+  fileio.write_json_atomic(path, record)
 
 
 def load_label_subset(path):
@@ -237,8 +226,7 @@ def load_label_subset(path):
   Raises:
     ValueError: the file is not a label subset of this format.
   """
-  with open(path) as f:
-    record = json.load(f)
+  record = fileio.read_json(path)
   version = record.pop('format_version', None) if isinstance(
       record, dict) else None
   fields = {f.name for f in dataclasses.fields(LabelSubset)}

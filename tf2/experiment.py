@@ -1,0 +1,378 @@
+"""One experiment, described once: what a run.py command means.
+
+An `Experiment` holds every setting of a run in five frozen sections
+(model, data, optimizer, loss, run) plus `resolved`, the values the dataset
+and the checkpoint determine (example counts, steps, the architecture of a
+checkpoint). Each field is named and defaulted as the run.py flag of the
+same name (the reference's flags keep their names, types and defaults), and
+carries that flag's help text: run.py defines its flags from these fields,
+so there is one list of settings.
+
+The life of an experiment (Model Garden's validate, lock, save):
+  1. `build(values, sources)`: flag defaults, then a preset's values
+     (`presets.py`), then the record of the run being resumed or evaluated,
+     then the flags given on the command line (`sources` says which).
+  2. `validation.validate`: every rule between settings, before anything is
+     read or written.
+  3. `resolve.resolve`: counts and steps from the dataset, architecture from
+     the checkpoint; validated again.
+  4. `save(model_dir)`: `experiment.json`, read back by `--mode=eval` and by
+     a resumed run, so both know the steps training reaches and its label
+     subset.
+Library code never reads flags: notebooks and tests build an Experiment
+from keyword arguments (`Experiment.from_flat(resnet_depth=18, ...)`).
+"""
+
+import dataclasses
+import typing
+from typing import Optional
+
+from tf2 import fileio
+
+FILENAME = 'experiment.json'
+_FORMAT_VERSION = 1
+
+
+def _field(default, help_text, choices=None):
+  return dataclasses.field(default=default,
+                           metadata=dict(help=help_text, choices=choices))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+  """The network: encoder, projection head, supervised head."""
+  resnet_depth: int = _field(50, 'Depth of ResNet.')
+  width_multiplier: int = _field(1, 'Multiplier to change width of network.')
+  sk_ratio: float = _field(0., 'If it is bigger than 0, it will enable SK. '
+                           'Recommendation: 0.0625.')
+  se_ratio: float = _field(0., 'If it is bigger than 0, it will enable SE.')
+  image_size: int = _field(224, 'Input image size.')
+  batch_norm_decay: float = _field(0.9, 'Batch norm decay parameter.')
+  global_bn: bool = _field(True, 'Whether to aggregate BN statistics across '
+                           'distributed cores.')
+  proj_head_mode: str = _field('nonlinear', 'How the head projection is '
+                               'done.', ('none', 'linear', 'nonlinear'))
+  proj_out_dim: int = _field(128, 'Number of head projection dimension.')
+  num_proj_layers: int = _field(3, 'Number of non-linear head layers.')
+  ft_proj_selector: int = _field(
+      0, 'Which layer of the projection head to use during fine-tuning. 0 '
+      'means no projection head, and -1 means the final layer.')
+  fine_tune_after_block: int = _field(
+      -1, 'The layers after which block that we will fine-tune. -1 means '
+      'fine-tuning everything. 0 means fine-tuning after stem block. 4 means '
+      'fine-tuning just the linear head.')
+  lineareval_while_pretraining: bool = _field(
+      True, 'Whether to finetune supervised head while pretraining.')
+  zero_init_logits_layer: bool = _field(
+      False, 'If True, zero initialize layers after avg_pool for supervised '
+      'learning.')
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
+  """What is read, how it is split, batched and augmented."""
+  dataset: str = _field('imagenet2012', 'Name of a dataset (TFDS), or the '
+                        'path of a folder of images (see README).')
+  data_dir: Optional[str] = _field(None, 'Directory where dataset is stored.')
+  train_split: str = _field('train', 'Split for training.')
+  eval_split: str = _field('validation', 'Split for evaluation.')
+  train_batch_size: int = _field(512, 'Batch size for training.')
+  eval_batch_size: int = _field(256, 'Batch size for eval.')
+  cache_dataset: bool = _field(
+      False, 'Whether to cache the entire dataset in memory. If the dataset '
+      'is ImageNet, this is a very bad idea, but for smaller datasets it can '
+      'improve performance.')
+  color_jitter_strength: float = _field(1.0, 'The strength of color '
+                                        'jittering.')
+  use_blur: bool = _field(True, 'Whether or not to use Gaussian blur for '
+                          'augmentation during pretraining.')
+  label_fraction: float = _field(
+      0.0, 'Use labels of only this fraction of --train_split (0 < f <= 1), '
+      'class-balanced; the rest is the unlabeled pool. 0: all labels.')
+  labels_per_class: int = _field(
+      0, 'Use labels of only this many examples per class of --train_split. '
+      '0: all labels.')
+  label_seed: int = _field(0, 'Seed of the labeled-subset choice.')
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSection:
+  """The optimizer and its learning-rate schedule."""
+  optimizer: str = _field('lars', 'Optimizer to use.',
+                          ('momentum', 'adam', 'lars'))
+  learning_rate: float = _field(0.3, 'Initial learning rate per batch size '
+                                'of 256.')
+  learning_rate_scaling: str = _field(
+      'linear', 'How to scale the learning rate as a function of batch size.',
+      ('linear', 'sqrt'))
+  warmup_epochs: float = _field(10, 'Number of epochs of warmup.')
+  momentum: float = _field(0.9, 'Momentum parameter.')
+  weight_decay: float = _field(1e-6, 'Amount of weight decay to use.')
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSection:
+  """What the train step minimises."""
+  temperature: float = _field(0.1, 'Temperature parameter for contrastive '
+                              'loss.')
+  hidden_norm: bool = _field(True, 'Whether to l2-normalise the projections '
+                             'before the contrastive loss (cosine '
+                             'similarity).')
+  memory_size: int = _field(
+      0, 'Pretraining: size of the queue of negatives encoded by a '
+      'moving-average copy of the encoder and projection head (65536 in the '
+      'paper). 0: no memory, as the reference code.')
+  memory_ema_decay: float = _field(0.999, 'Decay of the moving-average copy '
+                                   'that fills the memory.')
+  distillation_temperature: float = _field(
+      1.0, 'Softmax temperature of teacher and student in the distillation '
+      'loss.')
+  label_loss_weight: float = _field(
+      0.0, 'Distillation: weight w of the ground-truth loss on labeled '
+      'examples; loss = (1 - w) * distillation + w * labels.')
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSection:
+  """What to do, from where, where to write, for how long, on what."""
+  mode: str = _field('train', 'Whether to perform training or evaluation.',
+                     ('train', 'eval', 'train_then_eval'))
+  train_mode: str = _field(
+      'pretrain', 'The train mode controls different objectives and '
+      'trainable components. distill (beyond the reference): train the model '
+      "on --teacher_checkpoint's soft labels.",
+      ('pretrain', 'finetune', 'distill'))
+  model_dir: Optional[str] = _field(None, 'Model directory for training.')
+  checkpoint: Optional[str] = _field(
+      None, 'Loading from the given checkpoint for fine-tuning if a '
+      'finetuning checkpoint does not already exist in model_dir.')
+  use_ema: bool = _field(False, 'With a TF1 --checkpoint, start from its '
+                         'exponential-moving-average weights (ema_model/) '
+                         'instead of the raw ones.')
+  variable_schema: str = _field(
+      '?!global_step', 'Accepted so that the reference README commands run '
+      'unchanged; ignored, as in the reference tf2 code (--checkpoint '
+      'restores model weights only).')
+  teacher_checkpoint: Optional[str] = _field(
+      None, 'With --train_mode=distill: the fine-tuned teacher (checkpoint '
+      'prefix, model_dir or SavedModel directory, ours or published, any '
+      'architecture).')
+  teacher_ft_proj_selector: Optional[int] = _field(
+      None, "The teacher's ft_proj_selector; by default read from the record "
+      '(experiment.json or flags.json) of the run that wrote it, else 0.')
+  train_epochs: int = _field(100, 'Number of epochs to train for.')
+  train_steps: int = _field(0, 'Number of steps to train for. If provided, '
+                            'overrides train_epochs.')
+  eval_steps: int = _field(0, 'Number of steps to eval for. If not provided, '
+                           'evals over entire dataset.')
+  checkpoint_epochs: int = _field(1, 'Number of epochs between '
+                                  'checkpoints/summaries.')
+  checkpoint_steps: int = _field(0, 'Number of steps between '
+                                 'checkpoints/summaries. If provided, '
+                                 'overrides checkpoint_epochs.')
+  keep_checkpoint_max: int = _field(5, 'Maximum number of checkpoints to '
+                                    'keep.')
+  keep_hub_module_max: int = _field(1, 'Maximum number of Hub modules to '
+                                    'keep.')
+  eval_name: Optional[str] = _field(None, 'Name for eval.')
+  eval_timeout: Optional[float] = _field(
+      None, '--mode=eval: stop after this many seconds without a new '
+      'checkpoint. Default: wait as published, but never past the step the '
+      "training run's experiment.json says it reaches.")
+  eval_knn: bool = _field(
+      False, 'Also evaluate the frozen encoder output with a '
+      'k-nearest-neighbour classifier (cosine similarity, '
+      'temperature-weighted votes) whose memory is the labeled '
+      '--train_split, read once.')
+  knn_k: int = _field(200, 'Neighbours of the kNN evaluation.')
+  knn_temperature: float = _field(0.07, 'Temperature of the kNN votes.')
+  use_tpu: bool = _field(True, 'Whether to run on TPU.')
+  tpu_name: Optional[str] = _field(None, 'The Cloud TPU to use for training.')
+  tpu_zone: Optional[str] = _field(None, 'GCE zone where the Cloud TPU is '
+                                   'located in.')
+  gcp_project: Optional[str] = _field(None, 'Project name for the Cloud '
+                                      'TPU-enabled project.')
+  master: Optional[str] = _field(None, 'Address/name of the TensorFlow '
+                                 'master to use. By default, use an '
+                                 'in-process master.')
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+  """What the dataset and the checkpoint determine (see resolve.py).
+
+  Attributes:
+    num_classes: classes of the dataset.
+    num_split_examples: examples of --train_split.
+    num_labeled_examples, num_unlabeled_examples: of the label subset (all
+      labeled without one).
+    num_train_examples: examples per epoch (the labeled ones when
+      fine-tuning on a subset).
+    num_eval_examples: examples of --eval_split (0 in --mode=train).
+    train_steps: the global step training ends at.
+    steps_per_epoch: as the reference computes it.
+    steps_per_loop: steps between checkpoints and summaries.
+    eval_steps: batches evaluated.
+    num_replicas: replicas of the strategy.
+    architecture_from: the checkpoint the architecture was read from ('').
+  """
+  num_classes: int
+  num_split_examples: int
+  num_labeled_examples: int
+  num_unlabeled_examples: int
+  num_train_examples: int
+  num_eval_examples: int
+  train_steps: int
+  steps_per_epoch: int
+  steps_per_loop: int
+  eval_steps: int
+  num_replicas: int
+  architecture_from: str = ''
+
+
+SECTIONS = {'model': ModelSection, 'data': DataSection,
+            'optimizer': OptimizerSection, 'loss': LossSection,
+            'run': RunSection}
+
+
+def fields():
+  """{setting name: (section name, dataclasses.Field)} of every setting."""
+  return {f.name: (section, f) for section, cls in SECTIONS.items()
+          for f in dataclasses.fields(cls)}
+
+
+def setting_type(field):
+  """int, float, bool or str: the type of a setting (None allowed or not)."""
+  hint = typing.get_type_hints(
+      next(cls for cls in SECTIONS.values()
+           if field.name in cls.__dataclass_fields__))[field.name]
+  args = [a for a in typing.get_args(hint) if a is not type(None)]
+  return args[0] if args else hint
+
+
+def defaults():
+  """{setting name: default}: the flags' defaults."""
+  return {name: f.default for name, (_, f) in fields().items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """Every setting of one run; see the module docstring.
+
+  Attributes:
+    model, data, optimizer, loss, run: the sections.
+    resolved: `Resolved` once `resolve.resolve` ran, else None.
+    sources: {setting name: where its value came from} for settings not at
+      their default: 'flag', 'preset <name>' or 'record <path>'.
+  """
+  model: ModelSection = ModelSection()
+  data: DataSection = DataSection()
+  optimizer: OptimizerSection = OptimizerSection()
+  loss: LossSection = LossSection()
+  run: RunSection = RunSection()
+  resolved: Optional[Resolved] = None
+  sources: dict = dataclasses.field(default_factory=dict, compare=False)
+
+  @classmethod
+  def from_flat(cls, sources=None, **values):
+    """An Experiment from {setting name: value}; others keep defaults.
+
+    Raises:
+      ValueError: a name that is no setting.
+    """
+    known = fields()
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+      raise ValueError(f'Unknown settings {unknown}.')
+    by_section = {name: {} for name in SECTIONS}
+    for name, value in values.items():
+      by_section[known[name][0]][name] = value
+    return cls(**{name: SECTIONS[name](**kwargs)
+                  for name, kwargs in by_section.items()},
+               sources=dict(sources or {}))
+
+  def flat(self):
+    """{setting name: value} of every setting (not `resolved`)."""
+    values = {}
+    for name in SECTIONS:
+      values.update(dataclasses.asdict(getattr(self, name)))
+    return values
+
+  def replace(self, sources=None, **values):
+    """A copy with some settings changed (by setting name)."""
+    merged = dict(self.flat(), **values)
+    new = Experiment.from_flat(sources=sources or self.sources, **merged)
+    return dataclasses.replace(new, resolved=self.resolved)
+
+  def with_resolved(self, resolved):
+    return dataclasses.replace(self, resolved=resolved)
+
+  def source(self, name):
+    """'--name' when given as a flag, else its source, for messages."""
+    where = self.sources.get(name, 'flag')
+    return f'--{name}' if where == 'flag' else f'{name} (from {where})'
+
+  def to_json(self):
+    record = {name: dataclasses.asdict(getattr(self, name))
+              for name in SECTIONS}
+    record['resolved'] = (None if self.resolved is None else
+                          dataclasses.asdict(self.resolved))
+    record['sources'] = dict(sorted(self.sources.items()))
+    record['format_version'] = _FORMAT_VERSION
+    return record
+
+
+def build(layers):
+  """Merges layers of settings, later ones winning.
+
+  Args:
+    layers: [(source label, {setting name: value})], e.g. [('preset
+      digits', {...}), ('record /m/experiment.json', {...}), ('flag',
+      {...})]. Unknown names in a record (written by another version) are
+      ignored; unknown names elsewhere raise ValueError.
+
+  Returns:
+    Experiment whose `sources` names the layer of each value.
+  """
+  values, sources = {}, {}
+  known = fields()
+  for label, layer in layers:
+    for name, value in layer.items():
+      if name not in known:
+        if label.startswith('record'):
+          continue
+        raise ValueError(f'{label}: {name!r} is no setting of run.py.')
+      values[name] = value
+      sources[name] = label
+  return Experiment.from_flat(sources=sources, **values)
+
+
+def record_path(model_dir):
+  return fileio.join(model_dir, FILENAME)
+
+
+def save(experiment, model_dir):
+  """Writes `model_dir/experiment.json` atomically; returns its path."""
+  return fileio.write_json_atomic(record_path(model_dir),
+                                  experiment.to_json())
+
+
+def load_record(model_dir):
+  """(settings, resolved) of a model_dir's experiment.json, or None.
+
+  settings is flat {setting name: value}; resolved a dict or None.
+
+  Raises:
+    ValueError: the file exists but is no experiment record.
+  """
+  path = record_path(model_dir)
+  if not fileio.exists(path):
+    return None
+  record = fileio.read_json(path)
+  if not isinstance(record, dict) or 'run' not in record:
+    raise ValueError(f'{path} is not an experiment record written by '
+                     'run.py: move it away.')
+  settings = {}
+  for name in SECTIONS:
+    settings.update(record.get(name) or {})
+  return settings, record.get('resolved')

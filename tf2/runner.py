@@ -1,0 +1,320 @@
+"""Runs an Experiment: the modes of run.py, as library functions.
+
+`run(experiment)` is what `python run.py ...` does once its flags became an
+Experiment: `prepare` (validate, check paths, build the strategy, read the
+dataset and the checkpoint's architecture, resolve; nothing written), then
+`train` (record the experiment in model_dir, train, export, evaluate) or
+`evaluate_until_done` (--mode=eval). Notebooks and tests call the same
+functions with an Experiment they build directly.
+"""
+
+import dataclasses
+from typing import Optional
+
+from absl import logging
+import tensorflow as tf
+
+from tf2 import config as config_lib
+from tf2 import data as data_lib
+from tf2 import distillation
+from tf2 import evaluation
+from tf2 import experiment as experiment_lib
+from tf2 import fileio
+from tf2 import knn
+from tf2 import label_subset as label_subset_lib
+from tf2 import memory_buffer
+from tf2 import model as model_lib
+from tf2 import optimization
+from tf2 import preflight
+from tf2 import resolve as resolve_lib
+from tf2 import schedule
+from tf2 import strategy as strategy_lib
+from tf2 import training
+from tf2 import validation
+from tf2.datasets import image_folder
+
+LABEL_SUBSET_FILE = 'label_subset.json'
+
+
+@dataclasses.dataclass
+class Context:
+  """A prepared run: the resolved experiment and what it runs on."""
+  experiment: experiment_lib.Experiment
+  strategy: tf.distribute.Strategy
+  builder: object  # tfds.core.DatasetBuilder
+  subset: Optional[label_subset_lib.LabelSubset]
+
+
+def model_config(experiment):
+  """The library's ModelConfig of an experiment."""
+  model, run = experiment.model, experiment.run
+  ft_proj_selector = model.ft_proj_selector
+  if ft_proj_selector == -1:
+    ft_proj_selector = model.num_proj_layers  # As documented: the last layer.
+  return config_lib.ModelConfig(
+      num_classes=experiment.resolved.num_classes,
+      resnet_depth=model.resnet_depth,
+      width_multiplier=model.width_multiplier, sk_ratio=model.sk_ratio,
+      se_ratio=model.se_ratio, image_size=model.image_size,
+      batch_norm_decay=model.batch_norm_decay,
+      # With one replica, local statistics are global ones; the plain layer
+      # is faster (fused kernel) and writes the same checkpoint keys.
+      global_bn=model.global_bn and experiment.resolved.num_replicas > 1,
+      # A student is trained as in fine-tuning: one view, supervised head.
+      train_mode='pretrain' if run.train_mode == 'pretrain' else 'finetune',
+      fine_tune_after_block=model.fine_tune_after_block,
+      proj_head_mode=model.proj_head_mode,
+      num_proj_layers=model.num_proj_layers, proj_out_dim=model.proj_out_dim,
+      ft_proj_selector=ft_proj_selector,
+      lineareval_while_pretraining=model.lineareval_while_pretraining,
+      use_blur=experiment.data.use_blur)
+
+
+def loss_config(experiment):
+  """The train step's LossConfig of an experiment."""
+  loss, optimizer = experiment.loss, experiment.optimizer
+  return training.LossConfig(
+      train_mode=experiment.run.train_mode,
+      lineareval_while_pretraining=(
+          experiment.model.lineareval_while_pretraining),
+      temperature=loss.temperature, hidden_norm=loss.hidden_norm,
+      optimizer=optimizer.optimizer, weight_decay=optimizer.weight_decay,
+      distillation_temperature=loss.distillation_temperature,
+      label_loss_weight=loss.label_loss_weight)
+
+
+def _label_subset(experiment, builder):
+  """The run's labeled subset of --train_split, or None (all labeled).
+
+  A run that already chose one (model_dir/label_subset.json, written by
+  `train`) keeps it: a resumed run and --mode=eval use exactly the same
+  labeled examples.
+  """
+  data = experiment.data
+  if not (data.label_fraction or data.labels_per_class):
+    return None
+  path = fileio.join(experiment.run.model_dir, LABEL_SUBSET_FILE)
+  if fileio.exists(path):
+    return label_subset_lib.load_label_subset(path)
+  return label_subset_lib.make_label_subset(
+      builder, data.train_split, fraction=data.label_fraction or None,
+      per_class=data.labels_per_class or None, seed=data.label_seed)
+
+
+def prepare(experiment):
+  """Validates and resolves; writes nothing in model_dir.
+
+  The dataset is prepared in data_dir if it is the embedded one or an image
+  folder (after validation, so bad settings never write there).
+
+  Returns:
+    Context.
+  """
+  validation.validate(experiment)
+  preflight.check_paths(experiment)
+  run = experiment.run
+  strategy = strategy_lib.build_strategy(
+      run.use_tpu, run.tpu_name, run.tpu_zone, run.gcp_project, run.master)
+  builder = data_lib.get_builder(experiment.data.dataset,
+                                 experiment.data.data_dir)
+  if image_folder.is_image_folder(experiment.data.dataset):
+    logging.info('Image folder:\n%s', image_folder.describe(builder))
+  start_from = preflight.latest_checkpoint(run.model_dir) or run.checkpoint
+  subset = _label_subset(experiment, builder)
+  experiment = resolve_lib.resolve(
+      experiment, builder, strategy.num_replicas_in_sync, subset,
+      resolve_lib.architecture_of(start_from), start_from or '')
+  resolved = experiment.resolved
+  if resolved.architecture_from:
+    adopted = {k: v for k, v in experiment.sources.items()
+               if v.startswith('checkpoint')}
+    if adopted:
+      logging.info('Architecture from %s: %s', start_from,
+                   {k: experiment.flat()[k] for k in adopted})
+  if subset is not None:
+    logging.info('Label subset of %s: %d labeled (%s per class), %d '
+                 'unlabeled.', experiment.data.train_split,
+                 subset.num_labeled, subset.labeled_per_class,
+                 subset.num_unlabeled)
+  logging.info('# train examples: %d, # train steps: %d, # eval examples: '
+               '%d, # eval steps: %d, # classes: %d, replicas: %d',
+               resolved.num_train_examples, resolved.train_steps,
+               resolved.num_eval_examples, resolved.eval_steps,
+               resolved.num_classes, resolved.num_replicas)
+  return Context(experiment, strategy, builder, subset)
+
+
+def _input_kwargs(experiment, split, subset=None):
+  """build_input_fn arguments; a label subset marks (or keeps) its examples.
+
+  Fine-tuning reads the labeled examples only; pretraining (linear eval)
+  and distillation read the whole split and use labels where marked.
+  """
+  data, train_mode = experiment.data, experiment.run.train_mode
+  return dict(split=split, image_size=experiment.model.image_size,
+              train_mode=train_mode, cache_dataset=data.cache_dataset,
+              color_jitter_strength=data.color_jitter_strength,
+              labeled_ids=None if subset is None else subset.labeled_ids,
+              labeled_only=train_mode == 'finetune')
+
+
+def _knn_eval_fn(context, eval_dataset):
+  """`fn(model)` of the kNN evaluation, its memory the labeled train split."""
+  experiment = context.experiment
+  data, run = experiment.data, experiment.run
+
+  def knn_eval(model):
+    memory = data_lib.build_distributed_dataset(
+        context.builder, data.eval_batch_size, False, context.strategy,
+        **dict(_input_kwargs(experiment, data.train_split, context.subset),
+               labeled_only=True))
+    results = knn.evaluate_knn(
+        model, context.strategy, memory, eval_dataset,
+        experiment.resolved.num_classes, k=run.knn_k,
+        temperature=run.knn_temperature,
+        eval_steps=experiment.resolved.eval_steps)
+    return {f'eval/{name}': value for name, value in results.items()}
+
+  return knn_eval
+
+
+def evaluate_checkpoint(context, model, checkpoint_path):
+  """Evaluates one checkpoint, writes its results and exports it."""
+  experiment = context.experiment
+  data, run = experiment.data, experiment.run
+  dataset = data_lib.build_distributed_dataset(
+      context.builder, data.eval_batch_size, False, context.strategy,
+      **_input_kwargs(experiment, data.eval_split))
+  extra_eval = _knn_eval_fn(context, dataset) if run.eval_knn else None
+  return evaluation.evaluate_checkpoint(
+      model, context.strategy, dataset, experiment.resolved.eval_steps,
+      checkpoint_path, run.model_dir, experiment.optimizer.optimizer,
+      experiment.optimizer.weight_decay, run.keep_hub_module_max,
+      run_eval=model.supervised_head is not None, extra_eval=extra_eval)
+
+
+def build_model(context):
+  with context.strategy.scope():
+    return model_lib.build_model(model_config(context.experiment))
+
+
+def _final_step(experiment):
+  """The step training ends at: its own record's, else the settings'."""
+  steps = experiment.resolved.train_steps
+  record = experiment_lib.load_record(experiment.run.model_dir)
+  if record is not None and record[1]:
+    steps = min(steps, record[1]['train_steps'])
+  return steps
+
+
+def evaluate_until_done(context):
+  """--mode=eval: evaluates each new checkpoint until training's last one.
+
+  Stops once a checkpoint at the step the training run ends at (from its
+  experiment.json, re-read for every checkpoint) is evaluated, or after
+  --eval_timeout seconds without a new checkpoint.
+
+  Returns:
+    The last results dict, or None if no checkpoint appeared in time.
+  """
+  run = context.experiment.run
+  model = build_model(context)
+  result = None
+  for path in tf.train.checkpoints_iterator(run.model_dir, min_interval_secs=15,
+                                            timeout=run.eval_timeout):
+    result = evaluate_checkpoint(context, model, path)
+    final = _final_step(context.experiment)
+    if result['global_step'] >= final:
+      logging.info('Eval complete at step %d (training ends at %d).',
+                   result['global_step'], final)
+      return result
+  logging.warning('No new checkpoint in %s for %s s (--eval_timeout); '
+                  'stopped waiting.', run.model_dir, run.eval_timeout)
+  return result
+
+
+def flags_record(experiment):
+  """flags.json's content: every setting, plus the run's counts and steps."""
+  resolved = experiment.resolved
+  return dict(experiment.flat(),
+              num_labeled_examples=resolved.num_labeled_examples,
+              num_unlabeled_examples=resolved.num_unlabeled_examples,
+              num_train_examples=resolved.num_train_examples,
+              num_eval_examples=resolved.num_eval_examples,
+              train_steps=resolved.train_steps)
+
+
+def record_experiment(context):
+  """Writes label_subset.json, experiment.json and flags.json in model_dir."""
+  experiment = context.experiment
+  model_dir = experiment.run.model_dir
+  fileio.makedirs(model_dir)
+  subset_path = fileio.join(model_dir, LABEL_SUBSET_FILE)
+  if context.subset is not None and not fileio.exists(subset_path):
+    label_subset_lib.save_label_subset(context.subset, subset_path)
+  experiment_lib.save(experiment, model_dir)
+  fileio.write_json_atomic(fileio.join(model_dir, 'flags.json'),
+                           flags_record(experiment))
+
+
+def train(context):
+  """Trains (resuming from model_dir), then exports and evaluates.
+
+  Returns:
+    The eval results with --mode=train_then_eval, else the last train
+    metrics.
+  """
+  experiment, strategy = context.experiment, context.strategy
+  run, data, resolved = experiment.run, experiment.data, experiment.resolved
+  record_experiment(context)
+  model = build_model(context)
+  with strategy.scope():
+    dataset = data_lib.build_distributed_dataset(
+        context.builder, data.train_batch_size, True, strategy,
+        **_input_kwargs(experiment, data.train_split, context.subset))
+    teacher = None
+    if run.train_mode == 'distill':
+      teacher = distillation.load_teacher(
+          run.teacher_checkpoint, experiment.model.image_size,
+          resolved.num_classes, run.teacher_ft_proj_selector)
+    optim = experiment.optimizer
+    learning_rate = schedule.WarmUpAndCosineDecay(
+        optim.learning_rate, resolved.num_train_examples,
+        data.train_batch_size, optim.warmup_epochs, resolved.train_steps,
+        optim.learning_rate_scaling)
+    optimizer = optimization.build_optimizer(
+        optim.optimizer, learning_rate, optim.momentum, optim.weight_decay)
+    memory = None
+    if experiment.loss.memory_size:
+      memory = memory_buffer.MemoryBuffer(
+          model.config, experiment.loss.memory_size,
+          model.config.proj_out_dim, experiment.loss.memory_ema_decay)
+    state = training.CheckpointState(model, optimizer, run.model_dir,
+                                     run.keep_checkpoint_max, memory)
+    logging.info(state.restore_or_initialize(
+        run.checkpoint, use_ema=run.use_ema,
+        zero_init_logits_layer=experiment.model.zero_init_logits_layer))
+
+  summary_writer = tf.summary.create_file_writer(run.model_dir)
+  metrics = training.train(state, strategy, dataset, loss_config(experiment),
+                           resolved.train_steps, resolved.steps_per_loop,
+                           learning_rate, summary_writer, teacher=teacher,
+                           memory=memory)
+  logging.info('Training complete.')
+  if memory is not None:
+    ema_dir = fileio.join(run.model_dir, 'saved_model_ema',
+                          str(int(state.global_step.numpy())))
+    memory.export_ema_saved_model(ema_dir)
+    logging.info('Moving-average model exported to %s.', ema_dir)
+  if run.mode == 'train_then_eval':
+    return evaluate_checkpoint(context, model,
+                               state.manager.latest_checkpoint)
+  return metrics
+
+
+def run(experiment):
+  """Runs `experiment` in its --mode; see the module docstring."""
+  context = prepare(experiment)
+  if context.experiment.run.mode == 'eval':
+    return evaluate_until_done(context)
+  return train(context)
