@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from tests import golden
 from tf2 import config as config_lib
@@ -126,3 +127,19 @@ def test_zero_initialised_last_batch_norm_of_each_block():
     for block in group.layers:
       last_bn = block.conv_relu_dropblock_layers[-2].bn
       assert np.all(last_bn.gamma.numpy() == 0)
+
+
+@pytest.mark.parametrize('policy', ['mixed_float16', 'mixed_bfloat16'])
+def test_pretraining_with_blur_runs_under_mixed_precision(policy):
+  # The layers cast the input to float16 / bfloat16 before the blur.
+  tf_keras.mixed_precision.set_global_policy(policy)
+  try:
+    model = model_lib.build_model(config_lib.ModelConfig(
+        num_classes=5, resnet_depth=18, image_size=32, use_blur=True,
+        global_bn=False))
+    projection, logits = model(tf.random.uniform([2, 32, 32, 6]),
+                               training=True)
+  finally:
+    tf_keras.mixed_precision.set_global_policy('float32')
+  assert projection.shape == (4, 128) and logits.shape == (4, 5)
+  assert np.all(np.isfinite(tf.cast(projection, tf.float32)))
