@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tf2 import color_augment
 from tf2 import data as data_lib
 
 
@@ -175,3 +176,25 @@ def test_unknown_dataset_config_or_version_is_one_clear_error(tmp_path, name):
     data_lib.get_builder(name, str(tmp_path))
   assert name in str(error.value) and str(tmp_path) in str(error.value)
   assert error.value.__suppress_context__  # No chained TFDS traceback.
+
+
+def test_augment_on_device_keeps_the_host_crops_and_defers_colour(digits):
+  def first_batch(train_mode='pretrain', **kwargs):
+    input_fn = data_lib.build_input_fn(
+        digits, 16, True, split='train', image_size=16, train_mode=train_mode,
+        seed=5, **kwargs)
+    images = _first_batch(input_fn(_one_pipeline()))[0].numpy()
+    return np.concatenate(np.split(images, images.shape[-1] // 3, -1), 0)
+  deferred = first_batch(augment_on_device=True)
+  # Left unclipped: the device's colour distortion clips, as the host's does.
+  assert deferred.min() < 0 or deferred.max() > 1
+  # A jitter of strength 0 is the identity: the host's views are then the
+  # same crops, clipped, or (p=0.2) their grey version.
+  host = first_batch(color_jitter_strength=0.0)
+  plain = np.all(np.abs(host - np.clip(deferred, 0, 1)) < 1e-6, (1, 2, 3))
+  grey = np.all(np.abs(host - np.clip(color_augment.to_grayscale(deferred),
+                                      0, 1)) < 1e-6, (1, 2, 3))
+  assert np.all(plain | grey) and plain.mean() > 0.5
+  # Only pretraining views are affected.
+  np.testing.assert_array_equal(first_batch('finetune'),
+                                first_batch('finetune', augment_on_device=True))

@@ -181,3 +181,20 @@ def test_batch_blur_is_identity_below_20_pixels():
   images = tf.random.uniform([4, 16, 16, 3])
   out, = data_util.batch_random_blur([images], 16, 16, blur_probability=1.)
   np.testing.assert_allclose(out, images, atol=1e-7)
+
+
+@pytest.mark.parametrize('dtype', [tf.float16, tf.bfloat16])
+def test_blur_of_16_bit_images_is_the_float32_blur_to_their_rounding(dtype):
+  # Mixed precision hands the model's blur float16 or bfloat16 images. The
+  # blur is a weighted mean (weights >= 0, sum <= 1), so rounding the input
+  # moves it by at most u, and rounding the output by u more; u is half the
+  # spacing of the dtype's numbers in [0.5, 1): 2^-12 (float16), 2^-9.
+  u = 2.0**-12 if dtype == tf.float16 else 2.0**-9
+  images = tf.random.stateless_uniform([2, 24, 24, 3], [1, 2])
+  out = data_util.gaussian_blur(tf.cast(images, dtype), 5, 1.3)
+  assert out.dtype == dtype
+  np.testing.assert_allclose(tf.cast(out, tf.float32),
+                             data_util.gaussian_blur(images, 5, 1.3),
+                             rtol=0, atol=2 * u)
+  blurred, = data_util.batch_random_blur([tf.cast(images, dtype)], 24, 24)
+  assert blurred.dtype == dtype

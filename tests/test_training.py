@@ -1,6 +1,7 @@
 """The train step: what it optimises, and that replicas do not change it."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras
 
@@ -133,3 +134,45 @@ def test_full_fine_tuning_from_a_saved_model_on_two_replicas(
     assert not np.array_equal(kernel.numpy(),
                               original.trainable_variables[0].numpy()), (
                                   part.name)
+
+
+def test_augment_fn_runs_on_each_replica_with_a_seed_per_step_and_replica(
+    two_cpu_strategy, tmp_path):
+  from tf2 import color_augment  # pylint: disable=g-import-not-at-top
+  from tf2 import data as data_lib  # pylint: disable=g-import-not-at-top
+  builder = data_lib.get_builder('digits', str(tmp_path / 'tfds'))
+  distort = color_augment.make_augment_fn(seed=0)
+  seeds = []
+
+  def augment_fn(images, seed):
+    record = tf.py_function(lambda s: seeds.append(tuple(s.numpy())) or True,
+                            [seed], tf.bool)
+    with tf.control_dependencies([record]):
+      return distort(images, seed)
+
+  with two_cpu_strategy.scope():
+    model = model_lib.build_model(_CONFIG.replace(global_bn=True,
+                                                  num_classes=10))
+    dataset = data_lib.build_distributed_dataset(
+        builder, 16, True, two_cpu_strategy, split='train', image_size=8,
+        train_mode='pretrain', augment_on_device=True, seed=0)
+    optimizer = optimization.build_optimizer('lars', 0.1, 0.9, 1e-6)
+    state = training.CheckpointState(model, optimizer, str(tmp_path / 'pt'),
+                                     keep_checkpoint_max=1)
+    state.restore_or_initialize()
+  results = training.train(
+      state, two_cpu_strategy, dataset, training.LossConfig(), train_steps=2,
+      steps_per_loop=2, learning_rate=lambda step: 0.1,
+      summary_writer=tf.summary.create_noop_writer(), augment_fn=augment_fn)
+  assert sorted(seeds) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+  assert results and all(np.isfinite(v) for v in results.values())
+
+
+def test_augment_fn_is_for_pretraining_only():
+  model = model_lib.build_model(_CONFIG.replace(global_bn=False,
+                                                train_mode='finetune'))
+  with pytest.raises(ValueError, match="train_mode='pretrain' only"):
+    training.make_train_step(
+        model, optimization.build_optimizer('lars', 0.1, 0.9, 1e-6),
+        training.LossConfig(train_mode='finetune'),
+        tf.distribute.get_strategy(), augment_fn=lambda x, s: x)

@@ -162,7 +162,7 @@ def _read_split(builder, split, is_training, input_context, seed,
 def build_input_fn(builder, global_batch_size, is_training, *, split,
                    image_size, train_mode, cache_dataset=False,
                    color_jitter_strength=1.0, seed=None, labeled_ids=None,
-                   labeled_only=False):
+                   labeled_only=False, augment_on_device=False):
   """`input_fn(input_context)` for strategy.distribute_datasets_from_function.
 
   Args:
@@ -183,21 +183,28 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
       examples of the split are marked unlabeled. None: all are labeled
       (except those of an image folder's `unlabeled` split).
     labeled_only: keep only labeled examples (fine-tuning on a subset).
+    augment_on_device: pretraining views are cropped, resized and flipped
+      here but neither colour-distorted nor clipped: the train step does
+      that on the accelerator (`color_augment.make_augment_fn`), which
+      relieves the host CPU. Other modes are unaffected.
 
   Returns:
     input_fn(input_context) -> tf.data.Dataset of
-      (images (B, image_size, image_size, 6 or 3) float32 in [0, 1],
+      (images (B, image_size, image_size, 6 or 3) float32 in [0, 1] (with
+       augment_on_device, pretraining views may overshoot it slightly),
        {'labels': (B, num_classes) float32 one-hot,
         'labeled': (B,) float32, 1 where the label may be used}),
     B the per-replica batch size.
   """
   classes = num_classes(builder)
   pretrain = is_training and train_mode == 'pretrain'
+  on_device = pretrain and augment_on_device
   preprocess = functools.partial(
       data_util.preprocess_image, height=image_size, width=image_size,
-      is_training=is_training, color_distort=pretrain,
+      is_training=is_training, color_distort=pretrain and not on_device,
       # The reference skips the eval centre crop for small images (CIFAR).
-      test_crop=image_size > 32, color_jitter_strength=color_jitter_strength)
+      test_crop=image_size > 32, color_jitter_strength=color_jitter_strength,
+      clip=not on_device)
 
   def targets(label, labeled):
     return {'labels': tf.one_hot(label, classes),

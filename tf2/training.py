@@ -125,8 +125,15 @@ def compute_loss(model, images, labels, loss_config, strategy=None,
   return loss
 
 
+def _replica_step_seed(optimizer):
+  """(global step, replica id), (2,) int64: new on every step and replica."""
+  replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+  return tf.stack([tf.cast(optimizer.iterations, tf.int64),
+                   tf.cast(replica, tf.int64)])
+
+
 def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
-                    teacher=None, memory=None):
+                    teacher=None, memory=None, augment_fn=None):
   """Returns `step(images, labels, labeled=None)` to run on each replica.
 
   Args:
@@ -135,12 +142,20 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
     memory: optional MemoryBuffer (pretraining): read by the loss, then,
       after the update, its moving average follows the model and this
       batch's keys are enqueued (so a batch is never its own negative).
+    augment_fn: optional `augment_fn(images, seed) -> images` applied to
+      each replica's pretraining batch before anything else (augment_on_device:
+      `color_augment.make_augment_fn`); seed is (global step, replica id).
   """
   if (loss_config.train_mode == 'distill') != (teacher is not None):
     raise ValueError('A teacher is needed for, and only for, '
                      "train_mode='distill'.")
+  if augment_fn is not None and loss_config.train_mode != 'pretrain':
+    raise ValueError('augment_fn (augment_on_device) applies to '
+                     "train_mode='pretrain' only.")
 
   def step(images, labels, labeled=None):
+    if augment_fn is not None:
+      images = augment_fn(images, _replica_step_seed(optimizer))
     with tf.GradientTape() as tape:
       loss = compute_loss(model, images, labels, loss_config, strategy,
                           metrics, labeled=labeled, teacher=teacher,
@@ -244,7 +259,8 @@ class CheckpointState:
 
 
 def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
-          learning_rate, summary_writer, teacher=None, memory=None):
+          learning_rate, summary_writer, teacher=None, memory=None,
+          augment_fn=None):
   """Trains until `train_steps`, saving a checkpoint every `steps_per_loop`.
 
   Args:
@@ -258,6 +274,8 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
     summary_writer: tf.summary writer for model_dir.
     teacher: the teacher Model in distillation (see `make_train_step`).
     memory: the MemoryBuffer of pretraining with a memory, or None.
+    augment_fn: the colour distortion of augment_on_device, or None (see
+      `make_train_step`).
 
   Returns:
     The last train metrics, {summary name: value}.
@@ -265,7 +283,8 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
   with strategy.scope():
     metrics = build_metrics(loss_config)
   step = make_train_step(state.model, state.optimizer, loss_config, strategy,
-                         metrics, teacher=teacher, memory=memory)
+                         metrics, teacher=teacher, memory=memory,
+                         augment_fn=augment_fn)
   train_loop = make_train_loop(strategy, step)
   iterator = iter(dataset)
   current = int(state.global_step.numpy())
