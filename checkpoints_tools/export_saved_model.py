@@ -19,16 +19,19 @@ The architecture is read from the checkpoint, and every variable must be
 filled (see convert_tf1_to_tf2.py for the checks).
 """
 
-import os
+import pathlib
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from tf2 import checkpoint_io
+from tf2 import architecture
+from tf2 import checkpoint_files
+from tf2 import checkpoint_restore
 from tf2 import export
+from tf2 import fileio
 from tf2 import model as model_lib
 
 FLAGS = flags.FLAGS
@@ -38,17 +41,17 @@ def export_checkpoint(checkpoint, export_dir, use_ema=False):
   """Exports; returns (export_dir, RestoreReport).
 
   Raises:
-    checkpoint_io.CheckpointError: bad input; nothing was written.
+    checkpoint_files.CheckpointError: bad input; nothing was written.
   """
-  if os.path.exists(export_dir) and (not os.path.isdir(export_dir) or
-                                     os.listdir(export_dir)):
-    raise checkpoint_io.CheckpointError(
+  if fileio.exists(export_dir) and (not fileio.isdir(export_dir) or
+                                    fileio.listdir(export_dir)):
+    raise checkpoint_files.CheckpointError(
         f'{export_dir}: the export directory exists and is not empty. Pass a '
         'new --export_dir or remove this one; nothing is overwritten.')
-  arch = checkpoint_io.infer_architecture(checkpoint)
-  model = model_lib.build_model(checkpoint_io.model_config_for(arch))
-  report = checkpoint_io.restore_model_weights(model, checkpoint,
-                                               use_ema=use_ema, strict=True)
+  arch = architecture.infer_architecture(checkpoint)
+  model = model_lib.build_model(architecture.model_config_for(arch))
+  report = checkpoint_restore.restore_model_weights(
+      model, checkpoint, use_ema=use_ema, strict=True)
   # Written beside export_dir and renamed: never half-written.
   return export.export_saved_model(model, export_dir), report
 
@@ -59,7 +62,7 @@ def main(argv):
   try:
     export_dir, report = export_checkpoint(FLAGS.checkpoint, FLAGS.export_dir,
                                            FLAGS.use_ema)
-  except checkpoint_io.CheckpointError as e:
+  except checkpoint_files.CheckpointError as e:
     sys.exit(f'Error: {e}')
   print(report.summary())
   print(f'SavedModel: {export_dir}')

@@ -8,15 +8,16 @@ count, which heads exist, whether EMA weights exist, the global step, and the
 run.py flags that build a matching model. Reads names and shapes only.
 """
 
-import os
+import pathlib
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from tf2 import checkpoint_io
+from tf2 import architecture
+from tf2 import checkpoint_files
 
 FLAGS = flags.FLAGS
 
@@ -35,11 +36,11 @@ def run_flags(arch):
 
 def describe(path):
   """A few lines describing the checkpoint at `path`."""
-  arch = checkpoint_io.infer_architecture(path)
+  arch = architecture.infer_architecture(path)
   mega = 1e6
   lines = [
       ('Checkpoint', f'{path} ({arch["format"]})'),
-      ('Architecture', checkpoint_io.describe_architecture(arch)),
+      ('Architecture', architecture.describe_architecture(arch)),
       ('Parameters', f'{arch["parameter_count"] / mega:.1f} M in all, '
                      f'{arch["encoder_parameter_count"] / mega:.1f} M in the '
                      'encoder (batch-norm moving statistics not counted)'),
@@ -65,7 +66,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
     print(describe(FLAGS.checkpoint))
-  except checkpoint_io.CheckpointError as e:
+  except checkpoint_files.CheckpointError as e:
     sys.exit(f'Error: {e}')
 
 

@@ -1,7 +1,13 @@
-"""checkpoint_io reads every published checkpoint format into the model."""
+"""Every published checkpoint format restores into the model, on any filesystem.
+
+Covers checkpoint_files.py (formats, paths, damaged files), object_graph.py
+(keys) and checkpoint_restore.py (the strict restore); architecture and TF1
+names have their own test files.
+"""
 
 import os
 import shutil
+import uuid
 
 import numpy as np
 import pytest
@@ -10,19 +16,16 @@ import tf_keras
 
 from tests import golden
 from tests.golden import golden_config
-from tf2 import checkpoint_io
+from tf2 import architecture
+from tf2 import checkpoint_files
+from tf2 import checkpoint_restore
 from tf2 import config as config_lib
 from tf2 import export
+from tf2 import fileio
 from tf2 import model as model_lib
+from tf2 import object_graph
 from tf2 import tf1_mapping
 
-# Encoder parameters (M) of the 13 SimCLRv2 models as the reference README
-# lists them (Table 1 of the paper).
-_PUBLISHED_PARAMS_M = {
-    'r50_1x_sk0': 24, 'r50_1x_sk1': 35, 'r50_2x_sk0': 94, 'r50_2x_sk1': 140,
-    'r101_1x_sk0': 43, 'r101_1x_sk1': 65, 'r101_2x_sk0': 170,
-    'r101_2x_sk1': 257, 'r152_1x_sk0': 58, 'r152_1x_sk1': 89,
-    'r152_2x_sk0': 233, 'r152_2x_sk1': 354, 'r152_3x_sk1': 795}
 STEP = 250228
 
 
@@ -42,7 +45,7 @@ def write_tf1_checkpoint(prefix, weights, ema_weights=None, step=STEP,
   """Writes a checkpoint laid out like the published TF1 ones.
 
   Args:
-    prefix: e.g. <dir>/model.ckpt-250228.
+    prefix: e.g. <dir>/model.ckpt-250228, on any filesystem.
     weights: {TF1 name: array} of the model.
     ema_weights: {TF1 name: array}, stored under `ema_model/` for the
       encoder and projection head, as published.
@@ -58,9 +61,9 @@ def write_tf1_checkpoint(prefix, weights, ema_weights=None, step=STEP,
       tensors[f'{name}/Momentum'] = np.full_like(value, 0.25)
   for name, value in (ema_weights or {}).items():
     if is_averaged(name):
-      tensors[checkpoint_io.EMA_PREFIX + name] = value
+      tensors[tf1_mapping.EMA_PREFIX + name] = value
   names = sorted(tensors)
-  os.makedirs(os.path.dirname(prefix), exist_ok=True)
+  fileio.makedirs(fileio.dirname(prefix))
   tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names,
                     shape_and_slices=[''] * len(names),
                     tensors=[tf.constant(tensors[n]) for n in names])
@@ -88,43 +91,7 @@ def r18(tmp_path_factory):
   return fixture_config, arrays, weights, prefix
 
 
-# -------------------------------------------------------- names and layouts
-
-
-@pytest.mark.parametrize('name', golden.LAYOUTS)
-def test_tf1_names_map_one_to_one_onto_published_tf2_keys(name):
-  tf2 = dict(golden.layout('tf2', name))
-  tf1 = golden.layout('tf1', name)
-  mapping = checkpoint_io.tf1_names_for_tf2_keys(tf2)
-  assert len(mapping) == len(tf2) == len(tf1)
-  assert len(set(mapping.values())) == len(mapping)
-  # Same names, same shapes, in the TF1 creation order.
-  assert [(tf1_name, tf2[key]) for key, tf1_name in mapping.items()] == tf1
-
-
-@pytest.mark.parametrize('name', golden.LAYOUTS)
-def test_architecture_of_every_published_layout(name):
-  expected = golden.layout_config(name)
-  for kind in ('tf1', 'tf2'):
-    arch = checkpoint_io.infer_architecture_from_shapes(
-        dict(golden.layout(kind, name)))
-    assert {k: arch[k] for k in expected} == expected, kind
-    assert arch['cifar_stem'] is False and arch['se_ratio'] == 0.0
-    assert (arch['num_proj_layers'], arch['proj_out_dim'],
-            arch['num_classes']) == (3, 128, 1000)
-    # The table rounds (once up: 232.3 M is listed as 233).
-    assert abs(arch['encoder_parameter_count'] / 1e6 -
-               _PUBLISHED_PARAMS_M[name]) < 1
-
-
-@pytest.mark.parametrize('name', golden.GOLDEN_CONFIGS)
-def test_architecture_of_every_golden_fixture(name):
-  fixture_config, _ = golden.load_golden(name)
-  arch = checkpoint_io.infer_architecture_from_shapes(
-      {n: s for n, s in fixture_config['tf1_variables']})
-  for key in ('resnet_depth', 'width_multiplier', 'sk_ratio', 'cifar_stem',
-              'num_classes', 'num_proj_layers', 'proj_out_dim'):
-    assert arch[key] == fixture_config[key], key
+# ------------------------------------------------------------------ keys
 
 
 def test_checkpoint_keys_are_the_keys_a_checkpoint_writes(tmp_path,
@@ -135,80 +102,11 @@ def test_checkpoint_keys_are_the_keys_a_checkpoint_writes(tmp_path,
   with two_cpu_strategy.scope():
     mirrored = model_lib.build_model(config)
   for model in (model_lib.build_model(config), mirrored):
-    keys = checkpoint_io.checkpoint_keys(model)
+    keys = object_graph.checkpoint_keys(model)
     path = tf.train.Checkpoint(model=model).write(str(tmp_path / 'ckpt'))
     written = {n: tuple(s) for n, s in tf.train.list_variables(path)
                if n != '_CHECKPOINTABLE_OBJECT_GRAPH'}
     assert {k: tuple(v.shape) for k, v in keys.items()} == written
-
-
-@pytest.mark.parametrize('overrides', [
-    dict(se_ratio=0.25),
-    dict(sk_ratio=0.0625, image_size=16),
-    dict(sk_ratio=0.0625, resnet_depth=50, image_size=16, cifar_stem=False),
-    dict(resnet_depth=34),
-    dict(num_proj_layers=2, proj_out_dim=16, train_mode='pretrain',
-         lineareval_while_pretraining=False),
-    dict(proj_head_mode='linear', proj_out_dim=16),
-    dict(proj_head_mode='none', num_classes=7),
-], ids=['se', 'cifar_sk', 'r50_sk', 'r34', 'no_sup_head', 'linear_head',
-        'v1_no_proj_head'])
-def test_architecture_inference_round_trips_through_every_format(
-    overrides, tmp_path):
-  fields = dict(num_classes=5, resnet_depth=18, image_size=8,
-                train_mode='finetune', global_bn=False)
-  fields.update(overrides)
-  config = config_lib.ModelConfig(**fields)
-  model = model_lib.build_model(config)
-  values = {n: v.numpy() for n, v in
-            tf1_mapping.tf1_variable_map(model).items()}
-  paths = {
-      'tf1_checkpoint': write_tf1_checkpoint(
-          str(tmp_path / 'tf1' / 'model.ckpt-7'), values, step=7),
-      'tf2_checkpoint': tf.train.Checkpoint(model=model).write(
-          str(tmp_path / 'tf2' / 'ckpt-1')),
-  }
-  if config.resnet_depth == 18 and config.train_mode == 'finetune':
-    # Exports trace every layer; deeper ones take long and add nothing here.
-    paths['saved_model'] = export.export_saved_model(model, tmp_path / 'sm')
-  for fmt, path in paths.items():
-    arch = checkpoint_io.infer_architecture(path)
-    assert arch['format'] == fmt
-    assert arch['global_step'] == (7 if fmt == 'tf1_checkpoint' else None)
-    rebuilt = checkpoint_io.model_config_for(arch)
-    for field in ('resnet_depth', 'width_multiplier', 'se_ratio',
-                  'use_cifar_stem', 'proj_out_dim'):
-      if field != 'proj_out_dim' or config.proj_head_mode != 'none':
-        assert getattr(rebuilt, field) == getattr(config, field), (fmt, field)
-    if fmt == 'tf1_checkpoint' and config.use_cifar_stem and (
-        config.resnet_depth < 50):
-      # With a CIFAR stem, SK changes no variable of ResNet-18/34 (only
-      # how the shortcut pools), so TF1 names cannot show it.
-      assert arch['sk_ratio'] == 0.0
-    else:
-      assert arch['sk_ratio'] == config.sk_ratio, fmt
-    # Object-graph keys cannot tell a linear head from a one-layer nonlinear
-    # head, which computes the same; TF1 names can.
-    mode = config.proj_head_mode
-    if mode == 'linear' and fmt != 'tf1_checkpoint':
-      mode = 'nonlinear'
-      assert arch['num_proj_layers'] == 1
-    assert arch['proj_head_mode'] == mode, fmt
-    assert arch['has_supervised_head'] == (model.supervised_head is not None)
-    if arch['has_supervised_head']:
-      assert arch['num_classes'] == config.num_classes
-    # The inferred architecture takes every value, exactly.
-    checkpoint_io.restore_model_weights(model_lib.build_model(rebuilt), path,
-                                        strict=True)
-
-
-def test_checkpoint_without_supervised_head_exports_as_saved_model(tmp_path):
-  config = config_lib.ModelConfig(num_classes=5, resnet_depth=18, image_size=8,
-                                  lineareval_while_pretraining=False,
-                                  global_bn=False)
-  path = export.export_saved_model(model_lib.build_model(config),
-                                   tmp_path / 'sm')
-  assert not checkpoint_io.infer_architecture(path)['has_supervised_head']
 
 
 # ---------------------------------------------------------------- restoring
@@ -221,7 +119,7 @@ def test_tf1_checkpoint_restores_the_golden_outputs(name, tmp_path):
   prefix = write_tf1_checkpoint(str(tmp_path / f'model.ckpt-{STEP}'), weights,
                                 perturbed(weights))
   model = model_lib.build_model(golden_config(fixture_config))
-  report = checkpoint_io.restore_model_weights(model, prefix)
+  report = checkpoint_restore.restore_model_weights(model, prefix)
   assert len(report.filled) == len(weights) and not report.missing
   assert_matches_golden_eval(
       model.endpoints(tf.constant(arrays['input']), training=False), arrays)
@@ -233,12 +131,12 @@ def test_use_ema_picks_the_moving_average_copy(r18, tmp_path):
   prefix = write_tf1_checkpoint(str(tmp_path / 'model.ckpt-1'),
                                 perturbed(weights), weights)
   model = model_lib.build_model(golden_config(fixture_config))
-  report = checkpoint_io.restore_model_weights(model, prefix, use_ema=True)
+  report = checkpoint_restore.restore_model_weights(model, prefix, use_ema=True)
   assert_matches_golden_eval(
       model.endpoints(tf.constant(arrays['input']), training=False), arrays)
   assert 'ema_model' in report.summary()
   raw = model_lib.build_model(golden_config(fixture_config))
-  checkpoint_io.restore_model_weights(raw, prefix)
+  checkpoint_restore.restore_model_weights(raw, prefix)
   for name, variable in tf1_mapping.tf1_variable_map(
       raw).items():
     np.testing.assert_array_equal(variable.numpy(), perturbed(weights)[name])
@@ -248,7 +146,7 @@ def test_tf2_checkpoint_and_saved_model_hold_the_same_weights(r18, tmp_path):
   fixture_config, arrays, _, prefix = r18
   config = golden_config(fixture_config)
   model = model_lib.build_model(config)
-  checkpoint_io.restore_model_weights(model, prefix)
+  checkpoint_restore.restore_model_weights(model, prefix)
   optimizer = tf_keras.optimizers.SGD(momentum=0.9)
   optimizer.build(model.trainable_variables)
   # A model_dir checkpoint of run.py: model, step and optimizer slots.
@@ -261,10 +159,10 @@ def test_tf2_checkpoint_and_saved_model_hold_the_same_weights(r18, tmp_path):
   for path, fmt in ((str(model_dir), 'tf2_checkpoint'),
                     (manager.latest_checkpoint, 'tf2_checkpoint'),
                     (saved_model, 'saved_model')):
-    assert checkpoint_io.detect_format(path) == fmt
-    checkpoint_io.verify_matches_model(model, path)
+    assert checkpoint_files.detect_format(path) == fmt
+    checkpoint_restore.verify_matches_model(model, path)
     fresh = model_lib.build_model(config)
-    report = checkpoint_io.restore_model_weights(fresh, path)
+    report = checkpoint_restore.restore_model_weights(fresh, path)
     assert not report.missing
     assert_matches_golden_eval(
         fresh.endpoints(tf.constant(arrays['input']), training=False), arrays)
@@ -275,7 +173,7 @@ def test_restore_into_a_two_replica_model(r18, two_cpu_strategy):
   with two_cpu_strategy.scope():
     model = model_lib.build_model(golden_config(fixture_config,
                                                 global_bn=True))
-    checkpoint_io.restore_model_weights(model, prefix)
+    checkpoint_restore.restore_model_weights(model, prefix)
   for name, variable in tf1_mapping.tf1_variable_map(
       model).items():
     for replica_value in variable.values:
@@ -286,7 +184,7 @@ def test_new_number_of_classes_keeps_the_fresh_supervised_head(r18):
   fixture_config, _, weights, prefix = r18
   model = model_lib.build_model(golden_config(fixture_config, num_classes=4))
   initial = model.supervised_head.linear_layer.dense.kernel.numpy()
-  report = checkpoint_io.restore_model_weights(model, prefix)
+  report = checkpoint_restore.restore_model_weights(model, prefix)
   assert report.missing == ['head_supervised/linear_layer/dense/kernel',
                             'head_supervised/linear_layer/dense/bias']
   assert 'head_supervised/linear_layer/dense/kernel' in report.unused
@@ -296,8 +194,8 @@ def test_new_number_of_classes_keeps_the_fresh_supervised_head(r18):
   np.testing.assert_array_equal(
       model.resnet_model.block_groups[0].layers[0].shortcut_layers[0]
       .conv2d.kernel.numpy(), weights['base_model/conv2d_1/kernel'])
-  with pytest.raises(checkpoint_io.CheckpointError, match='kernel'):
-    checkpoint_io.restore_model_weights(model, prefix, strict=True)
+  with pytest.raises(checkpoint_files.CheckpointError, match='kernel'):
+    checkpoint_restore.restore_model_weights(model, prefix, strict=True)
 
 
 def test_simclr_v1_checkpoint_without_projection_head_loads(r18, tmp_path):
@@ -306,14 +204,14 @@ def test_simclr_v1_checkpoint_without_projection_head_loads(r18, tmp_path):
         if not n.startswith('head_contrastive/')}
   prefix = write_tf1_checkpoint(str(tmp_path / 'model.ckpt-9'), v1)
   model = model_lib.build_model(golden_config(fixture_config))
-  report = checkpoint_io.restore_model_weights(model, prefix)
+  report = checkpoint_restore.restore_model_weights(model, prefix)
   assert len(report.missing) == 14 and len(report.filled) == len(v1)
   assert 'projection head was left as initialised' in report.summary()
-  arch = checkpoint_io.infer_architecture(prefix)
+  arch = architecture.infer_architecture(prefix)
   assert not arch['has_projection_head'] and not arch['has_ema']
   assert arch['proj_head_mode'] == 'none'
-  v1_model = model_lib.build_model(checkpoint_io.model_config_for(arch))
-  checkpoint_io.restore_model_weights(v1_model, prefix, strict=True)
+  v1_model = model_lib.build_model(architecture.model_config_for(arch))
+  checkpoint_restore.restore_model_weights(v1_model, prefix, strict=True)
 
 
 def test_published_directory_with_foreign_state_file(r18, tmp_path):
@@ -323,12 +221,40 @@ def test_published_directory_with_foreign_state_file(r18, tmp_path):
   # Published state files name the writer's bucket, not the local copy.
   (directory / 'checkpoint').write_text(
       f'model_checkpoint_path: "gs://bucket/run/model.ckpt-{STEP}"\n')
-  assert checkpoint_io.detect_format(str(directory)) == 'tf1_checkpoint'
+  assert checkpoint_files.detect_format(str(directory)) == 'tf1_checkpoint'
   # A path to one of the prefix's files is taken for the prefix.
-  assert checkpoint_io.detect_format(
+  assert checkpoint_files.detect_format(
       str(directory / f'model.ckpt-{STEP}.index')) == 'tf1_checkpoint'
-  assert checkpoint_io.infer_architecture(str(directory))['global_step'] == (
+  assert architecture.infer_architecture(str(directory))['global_step'] == (
       STEP)
+
+
+def test_every_format_restores_from_an_in_memory_filesystem(r18):
+  fixture_config, arrays, weights, _ = r18
+  # ram:// stands for any filesystem TensorFlow reaches (gs://, ...).
+  root = f'ram://checkpoints-{uuid.uuid4().hex[:8]}'
+  tf1_prefix = write_tf1_checkpoint(f'{root}/tf1/model.ckpt-{STEP}', weights,
+                                    perturbed(weights))
+  source = model_lib.build_model(golden_config(fixture_config))
+  checkpoint_restore.restore_model_weights(source, tf1_prefix)
+  tf.train.CheckpointManager(tf.train.Checkpoint(model=source),
+                             f'{root}/model_dir', 1).save(checkpoint_number=3)
+  paths = {tf1_prefix: 'tf1_checkpoint',
+           f'{root}/model_dir': 'tf2_checkpoint',
+           export.export_saved_model(source, f'{root}/sm'): 'saved_model'}
+  try:
+    for path, fmt in paths.items():
+      arch = architecture.infer_architecture(path)
+      assert (arch['format'], arch['resnet_depth'], arch['num_classes']) == (
+          fmt, 18, fixture_config['num_classes'])
+      model = model_lib.build_model(golden_config(fixture_config))
+      report = checkpoint_restore.restore_model_weights(model, path)
+      assert not report.missing, fmt
+      assert_matches_golden_eval(
+          model.endpoints(tf.constant(arrays['input']), training=False),
+          arrays)
+  finally:
+    fileio.rmtree(root)
 
 
 # ---------------------------------------------------------------- bad input
@@ -342,7 +268,7 @@ def _copy_tf1(prefix, directory):
 
 
 def _assert_refused(call, path, *phrases):
-  with pytest.raises(checkpoint_io.CheckpointError) as error:
+  with pytest.raises(checkpoint_files.CheckpointError) as error:
     call()
   message = str(error.value)
   assert str(path) in message
@@ -353,16 +279,16 @@ def _assert_refused(call, path, *phrases):
 
 def test_a_path_that_is_no_checkpoint(tmp_path):
   missing = tmp_path / 'nothing'
-  _assert_refused(lambda: checkpoint_io.detect_format(missing), missing,
+  _assert_refused(lambda: checkpoint_files.detect_format(missing), missing,
                   'no such file', 'TF1 checkpoint prefix')
   (tmp_path / 'notes.txt').write_text('hello')
   _assert_refused(
-      lambda: checkpoint_io.detect_format(tmp_path / 'notes.txt'),
+      lambda: checkpoint_files.detect_format(tmp_path / 'notes.txt'),
       tmp_path / 'notes.txt', 'not a checkpoint')
-  _assert_refused(lambda: checkpoint_io.infer_architecture(tmp_path),
+  _assert_refused(lambda: architecture.infer_architecture(tmp_path),
                   tmp_path, 'no `checkpoint` file')
   (tmp_path / 'bad.index').write_bytes(b'\0' * 100)
-  _assert_refused(lambda: checkpoint_io.detect_format(tmp_path / 'bad'),
+  _assert_refused(lambda: checkpoint_files.detect_format(tmp_path / 'bad'),
                   tmp_path / 'bad', 'not a readable checkpoint index')
 
 
@@ -371,7 +297,7 @@ def test_a_truncated_data_file(r18, tmp_path):
   data = prefix + '.data-00000-of-00001'
   with open(data, 'r+b') as f:
     f.truncate(os.path.getsize(data) - 3)
-  _assert_refused(lambda: checkpoint_io.detect_format(prefix), prefix,
+  _assert_refused(lambda: checkpoint_files.detect_format(prefix), prefix,
                   'truncated', 'Download or copy')
 
 
@@ -386,7 +312,7 @@ def test_a_corrupted_data_file(r18, tmp_path):
     f.write(contents)
   model = model_lib.build_model(golden_config(fixture_config))
   before = [v.numpy() for v in model.variables]
-  _assert_refused(lambda: checkpoint_io.restore_model_weights(model, prefix),
+  _assert_refused(lambda: checkpoint_restore.restore_model_weights(model, prefix),
                   prefix, 'corrupted')
   # Nothing was assigned.
   for old, variable in zip(before, model.variables):
@@ -396,7 +322,7 @@ def test_a_corrupted_data_file(r18, tmp_path):
 def test_an_index_without_its_data_file(r18, tmp_path):
   prefix = _copy_tf1(r18[3], tmp_path / 'ckpt')
   os.remove(prefix + '.data-00000-of-00001')
-  _assert_refused(lambda: checkpoint_io.detect_format(prefix), prefix,
+  _assert_refused(lambda: checkpoint_files.detect_format(prefix), prefix,
                   'has no data file')
 
 
@@ -405,7 +331,7 @@ def test_a_checkpoint_of_another_architecture(r18, tmp_path):
   wider = model_lib.build_model(golden_config(fixture_config,
                                               width_multiplier=2))
   _assert_refused(
-      lambda: checkpoint_io.restore_model_weights(wider, prefix), prefix,
+      lambda: checkpoint_restore.restore_model_weights(wider, prefix), prefix,
       'first mismatching variable is base_model/conv2d/kernel',
       'expects shape (3, 3, 3, 128)', 'has (3, 3, 3, 64)', 'ResNet-18 1x')
   model_dir = tmp_path / 'model_dir'
@@ -413,13 +339,13 @@ def test_a_checkpoint_of_another_architecture(r18, tmp_path):
   tf.train.CheckpointManager(tf.train.Checkpoint(model=narrow),
                              str(model_dir), 1).save()
   _assert_refused(
-      lambda: checkpoint_io.verify_matches_model(wider, str(model_dir)),
+      lambda: checkpoint_restore.verify_matches_model(wider, str(model_dir)),
       model_dir, 'initial_conv_relu_max_pool/0/conv2d/kernel',
       '(3, 3, 3, 128)', '(3, 3, 3, 64)')
   deeper = model_lib.build_model(golden_config(fixture_config,
                                                resnet_depth=34))
   _assert_refused(
-      lambda: checkpoint_io.verify_matches_model(deeper, str(model_dir)),
+      lambda: checkpoint_restore.verify_matches_model(deeper, str(model_dir)),
       model_dir, 'model/resnet_model/block_groups/0/layers/2/')
 
 
@@ -429,7 +355,7 @@ def test_a_tf1_checkpoint_missing_a_variable(r18, tmp_path):
   del lacking['base_model/batch_normalization_3/moving_variance']
   prefix = write_tf1_checkpoint(str(tmp_path / 'model.ckpt-1'), lacking)
   model = model_lib.build_model(golden_config(fixture_config))
-  _assert_refused(lambda: checkpoint_io.restore_model_weights(model, prefix),
+  _assert_refused(lambda: checkpoint_restore.restore_model_weights(model, prefix),
                   prefix, '1 model variables are not in the checkpoint',
                   'base_model/batch_normalization_3/moving_variance')
 
@@ -441,7 +367,7 @@ def test_a_checkpoint_value_that_fits_no_variable(r18, tmp_path):
   prefix = write_tf1_checkpoint(str(tmp_path / 'model.ckpt-1'), weights,
                                 extra=extra)
   model = model_lib.build_model(golden_config(fixture_config))
-  _assert_refused(lambda: checkpoint_io.restore_model_weights(model, prefix),
+  _assert_refused(lambda: checkpoint_restore.restore_model_weights(model, prefix),
                   prefix, 'head_contrastive/nl_3/dense/kernel',
                   'fits no variable')
 
@@ -451,7 +377,7 @@ def test_a_saved_model_without_variables(r18, tmp_path):
   model = model_lib.build_model(golden_config(fixture_config))
   saved_model = export.export_saved_model(model, tmp_path / 'sm')
   shutil.rmtree(os.path.join(saved_model, 'variables'))
-  _assert_refused(lambda: checkpoint_io.restore_model_weights(
+  _assert_refused(lambda: checkpoint_restore.restore_model_weights(
       model, saved_model), saved_model, 'SavedModel has no variables')
 
 
@@ -459,15 +385,15 @@ def test_use_ema_without_an_ema_copy(r18, tmp_path):
   fixture_config, _, weights, _ = r18
   prefix = write_tf1_checkpoint(str(tmp_path / 'model.ckpt-1'), weights)
   model = model_lib.build_model(golden_config(fixture_config))
-  _assert_refused(lambda: checkpoint_io.restore_model_weights(
+  _assert_refused(lambda: checkpoint_restore.restore_model_weights(
       model, prefix, use_ema=True), prefix, 'has none', '--use_ema=False')
   tf2_path = tf.train.Checkpoint(model=model).write(str(tmp_path / 'ckpt-1'))
-  _assert_refused(lambda: checkpoint_io.restore_model_weights(
+  _assert_refused(lambda: checkpoint_restore.restore_model_weights(
       model, tf2_path, use_ema=True), tf2_path, 'one set of weights')
 
 
 def test_a_tf2_checkpoint_of_something_else(tmp_path):
   path = tf.train.Checkpoint(net=tf.Variable(1.0)).write(
       str(tmp_path / 'ckpt-1'))
-  _assert_refused(lambda: checkpoint_io.infer_architecture(path), path,
+  _assert_refused(lambda: architecture.infer_architecture(path), path,
                   'no `model` object')

@@ -34,9 +34,8 @@ def test_checkpoint_keys_and_shapes_match_published_layout(name, tmp_path):
   assert written == expected
 
   # The same model's creation order names every TF1 variable, in order.
-  variables = model_lib.variables_in_creation_order(model)
   tf1 = [(n, tuple(v.shape)) for n, v in
-         zip(tf1_mapping.tf1_names(variables), variables)]
+         tf1_mapping.tf1_variable_map(model).items()]
   assert tf1 == golden.layout('tf1', name)
 
 

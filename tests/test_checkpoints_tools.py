@@ -21,7 +21,9 @@ from tests.golden import golden_config
 from tests.test_checkpoint_io import perturbed
 from tests.test_checkpoint_io import STEP
 from tests.test_checkpoint_io import write_tf1_checkpoint
-from tf2 import checkpoint_io
+from tf2 import architecture
+from tf2 import checkpoint_files
+from tf2 import checkpoint_restore
 from tf2 import model as model_lib
 from tf2 import tf1_mapping
 
@@ -82,10 +84,11 @@ def test_converted_checkpoint_and_saved_model_give_the_golden_outputs(
 
   # run.py --checkpoint=<output_dir> reads the TF2 checkpoint.
   model = model_lib.build_model(golden_config(fixture_config))
-  checkpoint_io.restore_model_weights(model, str(output_dir), strict=True)
+  checkpoint_restore.restore_model_weights(model, str(output_dir),
+                                           strict=True)
   images = tf.constant(arrays['input'])
   assert_matches_golden_eval(model.endpoints(images, training=False), arrays)
-  assert checkpoint_io.infer_architecture(str(output_dir))['global_step'] == (
+  assert architecture.infer_architecture(str(output_dir))['global_step'] == (
       STEP)
 
   loaded = tf.saved_model.load(saved_model)
@@ -102,7 +105,8 @@ def test_convert_with_use_ema_takes_the_moving_averages(r18, tmp_path):
   output_dir = tmp_path / 'ema'
   convert_tf1_to_tf2.convert(prefix, output_dir, use_ema=True)
   model = model_lib.build_model(golden_config(fixture_config))
-  checkpoint_io.restore_model_weights(model, str(output_dir), strict=True)
+  checkpoint_restore.restore_model_weights(model, str(output_dir),
+                                           strict=True)
   averages = perturbed(weights)
   for name, variable in tf1_mapping.tf1_variable_map(model).items():
     np.testing.assert_array_equal(variable.numpy(), averages[name])
@@ -156,7 +160,7 @@ def test_convert_refuses_bad_input_and_writes_nothing(r18, tmp_path, problem,
   if problem == 'output_exists':
     output_dir.mkdir()
     (output_dir / 'keep.txt').write_text('mine')
-  with pytest.raises(checkpoint_io.CheckpointError) as error:
+  with pytest.raises(checkpoint_files.CheckpointError) as error:
     convert_tf1_to_tf2.convert(path, output_dir)
   message = str(error.value)
   assert phrase in message
@@ -261,12 +265,12 @@ def test_export_refuses_a_non_empty_directory_and_bad_input(r18, tmp_path):
   export_dir = tmp_path / 'sm'
   export_dir.mkdir()
   (export_dir / 'keep.txt').write_text('mine')
-  with pytest.raises(checkpoint_io.CheckpointError, match='not empty'):
+  with pytest.raises(checkpoint_files.CheckpointError, match='not empty'):
     export_saved_model.export_checkpoint(prefix, str(export_dir))
   broken = tmp_path / 'broken'
   shutil.copytree(os.path.dirname(prefix), broken)
   os.remove(broken / f'model.ckpt-{STEP}.data-00000-of-00001')
-  with pytest.raises(checkpoint_io.CheckpointError, match='has no data file'):
+  with pytest.raises(checkpoint_files.CheckpointError, match='has no data file'):
     export_saved_model.export_checkpoint(str(broken / f'model.ckpt-{STEP}'),
                                          str(tmp_path / 'new'))
   assert not (tmp_path / 'new').exists() and not _leftovers(tmp_path)

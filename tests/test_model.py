@@ -6,6 +6,8 @@ import tensorflow as tf
 import tf_keras
 
 from tests import golden
+from tests.test_checkpoint_io import write_tf1_checkpoint
+from tf2 import checkpoint_restore
 from tf2 import config as config_lib
 from tf2 import model as model_lib
 from tf2 import tf1_mapping
@@ -20,18 +22,18 @@ def _golden_model(fixture_config, **overrides):
 def test_creation_order_gives_the_tf1_names_and_shapes(name):
   fixture_config, _ = golden.load_golden(name)
   model = _golden_model(fixture_config)
-  variables = model_lib.variables_in_creation_order(model)
   ours = [(n, list(v.shape)) for n, v in
-          zip(tf1_mapping.tf1_names(variables), variables)]
+          tf1_mapping.tf1_variable_map(model).items()]
   assert ours == [(n, list(s)) for n, s in fixture_config['tf1_variables']]
 
 
 @pytest.mark.parametrize('name', golden.GOLDEN_CONFIGS)
-def test_outputs_match_reference_in_eval_and_train_mode(name):
+def test_outputs_match_reference_in_eval_and_train_mode(name, tmp_path):
   fixture_config, arrays = golden.load_golden(name)
   model = _golden_model(fixture_config)
-  tf1_mapping.assign_tf1_weights(
-      model, golden.golden_weights(fixture_config, arrays))
+  prefix = write_tf1_checkpoint(str(tmp_path / 'model.ckpt-1'),
+                                golden.golden_weights(fixture_config, arrays))
+  checkpoint_restore.restore_model_weights(model, prefix, strict=True)
   images = tf.constant(arrays['input'])
 
   eval_outputs = model.endpoints(images, training=False)

@@ -3,9 +3,11 @@
 You, Gitman, Ginsburg (2017), as used by SimCLR. The slot is named
 `Momentum`: published checkpoints store it under that name, so resuming a
 reference model_dir (optimizer included) needs the same name.
-"""
 
-import re
+Which variables skip weight decay and layer adaptation is a predicate on the
+variable (optimization.py builds it from the model's layers), not a list of
+name patterns as in the reference.
+"""
 
 import tensorflow as tf
 import tf_keras
@@ -21,10 +23,13 @@ class LARSOptimizer(tf_keras.optimizers.legacy.Optimizer):
     momentum: momentum coefficient.
     use_nesterov: Nesterov momentum.
     weight_decay: added to the gradient as weight_decay * w (decoupled from
-      the loss), except for variables matching `exclude_from_weight_decay`.
-    exclude_from_weight_decay: regexes searched in variable names.
-    exclude_from_layer_adaptation: regexes of variables updated without the
-      trust ratio; defaults to `exclude_from_weight_decay`.
+      the loss), except for variables excluded by
+      `exclude_from_weight_decay`.
+    exclude_from_weight_decay: predicate, variable -> bool: True for the
+      variables updated without weight decay. None excludes none. It gets
+      the variables given to `apply_gradients`.
+    exclude_from_layer_adaptation: predicate for the variables updated
+      without the trust ratio; defaults to `exclude_from_weight_decay`.
     classic_momentum: apply the trust ratio to the gradient before momentum
       (True, as in SimCLR) or to the momentum update after it.
     eeta: trust coefficient.
@@ -41,22 +46,32 @@ class LARSOptimizer(tf_keras.optimizers.legacy.Optimizer):
     self.use_nesterov = use_nesterov
     self.classic_momentum = classic_momentum
     self.eeta = eeta
-    self.exclude_from_weight_decay = list(exclude_from_weight_decay or [])
-    if exclude_from_layer_adaptation is None:
-      exclude_from_layer_adaptation = self.exclude_from_weight_decay
-    self.exclude_from_layer_adaptation = list(exclude_from_layer_adaptation)
+    self.exclude_from_weight_decay = exclude_from_weight_decay or (
+        lambda variable: False)
+    self.exclude_from_layer_adaptation = (
+        exclude_from_layer_adaptation or self.exclude_from_weight_decay)
 
   def _create_slots(self, var_list):
     for var in var_list:
       self.add_slot(var, 'Momentum')
 
-  def _use_weight_decay(self, name):
-    return bool(self.weight_decay) and not any(
-        re.search(r, name) for r in self.exclude_from_weight_decay)
+  @staticmethod
+  def _given_variable(var):
+    """The variable given to apply_gradients for the one being updated.
 
-  def _do_layer_adaptation(self, name):
-    return not any(re.search(r, name)
-                   for r in self.exclude_from_layer_adaptation)
+    Under a MirroredStrategy each replica's component is updated; the
+    predicates are about the MirroredVariable holding it (Keras finds slots
+    the same way).
+    """
+    container = getattr(var, '_distributed_container', None)
+    return container() if container is not None else var
+
+  def _use_weight_decay(self, var):
+    return bool(self.weight_decay) and not self.exclude_from_weight_decay(
+        self._given_variable(var))
+
+  def _do_layer_adaptation(self, var):
+    return not self.exclude_from_layer_adaptation(self._given_variable(var))
 
   @staticmethod
   def _trust_ratio(eeta, w_norm, u_norm):
@@ -69,11 +84,10 @@ class LARSOptimizer(tf_keras.optimizers.legacy.Optimizer):
                     or self._fallback_apply_state(var.device,
                                                   var.dtype.base_dtype))
     learning_rate = coefficients['lr_t']
-    name = var.name
     momentum_slot = self.get_slot(var, 'Momentum')
-    if self._use_weight_decay(name):
+    if self._use_weight_decay(var):
       grad = grad + self.weight_decay * var
-    adapt = self._do_layer_adaptation(name)
+    adapt = self._do_layer_adaptation(var)
     if self.classic_momentum:
       trust_ratio = 1.0
       if adapt:
@@ -98,14 +112,13 @@ class LARSOptimizer(tf_keras.optimizers.legacy.Optimizer):
     raise NotImplementedError('LARS needs dense gradients.')
 
   def get_config(self):
+    """The hyperparameters; the exclusion predicates cannot be serialised."""
     config = super().get_config()
     config.update({
         'learning_rate': self._serialize_hyperparameter('learning_rate'),
         'momentum': self.momentum,
         'use_nesterov': self.use_nesterov,
         'weight_decay': self.weight_decay,
-        'exclude_from_weight_decay': self.exclude_from_weight_decay,
-        'exclude_from_layer_adaptation': self.exclude_from_layer_adaptation,
         'classic_momentum': self.classic_momentum,
         'eeta': self.eeta,
     })

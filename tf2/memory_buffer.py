@@ -23,6 +23,7 @@ online model's synchronised weights), so all copies stay equal.
 
 import tensorflow as tf
 
+from tf2 import checkpoint_files
 from tf2 import model as model_lib
 from tf2 import objective
 
@@ -310,7 +311,7 @@ def checkpoint_has_memory(checkpoint_path, name='memory'):
   """
   prefix = f'{name}/queue/'
   return any(key.startswith(prefix)
-             for key, _ in tf.train.list_variables(checkpoint_path))
+             for key in checkpoint_files.variable_shapes(checkpoint_path))
 
 
 def memory_contrastive_loss(buffer, projection, hidden_norm=True,

@@ -1,41 +1,113 @@
 """The one place for the optimizer choice and the weight-decay policy.
 
-LARS decays weights itself (decoupled from the loss) except batch-norm
-parameters, biases and the supervised head; the supervised head's kernel is
-decayed through the loss instead. Other optimizers get an l2 loss on every
-variable except batch-norm parameters. This is the reference's policy.
+LARS decays weights itself (decoupled from the loss) and scales no update by
+the trust ratio for batch-norm parameters, biases and the supervised head;
+the supervised head's kernel is decayed through the loss instead. Other
+optimizers get an l2 loss on every variable except batch-norm parameters.
+This is the reference's policy. Which variable is which is decided by the
+layer that holds it (variable_roles.py), not by its name.
 """
 
 import tensorflow as tf
 import tf_keras
 
 from tf2 import lars_optimizer
+from tf2 import variable_roles as roles_lib
 
-EXCLUDE_FROM_WEIGHT_DECAY = ('batch_normalization', 'bias', 'head_supervised')
 OPTIMIZERS = ('momentum', 'adam', 'lars')
+_BATCH_NORM = frozenset({roles_lib.BATCH_NORM_PARAMETER,
+                         roles_lib.BATCH_NORM_STATISTIC})
+_LARS_EXCLUDED = _BATCH_NORM | {roles_lib.BIAS, roles_lib.SUPERVISED_KERNEL,
+                                roles_lib.SUPERVISED_BIAS}
 
 
-def build_optimizer(name, learning_rate, momentum=0.9, weight_decay=0.0):
-  """The optimizer named by --optimizer."""
+def decayed_in_loss(kind, optimizer_name):
+  """Whether the l2 loss decays a variable of this kind (a RULES name)."""
+  if optimizer_name == 'lars':
+    return kind == roles_lib.SUPERVISED_KERNEL
+  return kind not in _BATCH_NORM
+
+
+def excluded_from_lars(kind):
+  """Whether LARS updates a variable of this kind without weight decay and
+  without layer adaptation."""
+  return kind in _LARS_EXCLUDED
+
+
+def _kind_from_name(name):
+  """The kind of a variable from its tf-keras name.
+
+  Transitional, for callers that pass variables or no model (see
+  `weight_decay_loss` and `build_optimizer`); the same decisions as
+  `variable_roles` on the names this model generates.
+  """
+  if 'batch_normalization' in name:
+    return roles_lib.BATCH_NORM_PARAMETER
+  if 'head_supervised' in name:
+    return (roles_lib.SUPERVISED_BIAS if 'bias' in name else
+            roles_lib.SUPERVISED_KERNEL)
+  return roles_lib.BIAS if 'bias' in name else roles_lib.KERNEL
+
+
+def _kind_lookup(model):
+  """variable -> kind, from the model's layers (or names without a model)."""
+  if model is None:
+    return lambda variable: _kind_from_name(variable.name)
+  roles = roles_lib.classify(model)
+
+  def kind(variable):
+    role = roles.get(variable.ref())
+    if role is None:
+      raise ValueError(f'{variable.name} is no variable of the model the '
+                       'optimizer was built for.')
+    return role.kind
+
+  return kind
+
+
+def build_optimizer(name, learning_rate, momentum=0.9, weight_decay=0.0,
+                    model=None):
+  """The optimizer named by --optimizer.
+
+  Args:
+    name: one of OPTIMIZERS.
+    learning_rate: float or schedule.
+    momentum: for 'momentum' and 'lars'.
+    weight_decay: LARS's decoupled weight decay (others decay through
+      `weight_decay_loss`).
+    model: the `tf2.model.Model` LARS will train, whose layers say which
+      variables it excludes. Without it (older callers) LARS decides from
+      variable names, with the same result on this model.
+  """
   if name == 'momentum':
     return tf_keras.optimizers.legacy.SGD(learning_rate, momentum,
                                           nesterov=True)
   if name == 'adam':
     return tf_keras.optimizers.legacy.Adam(learning_rate)
   if name == 'lars':
+    kind = _kind_lookup(model)
     return lars_optimizer.LARSOptimizer(
         learning_rate, momentum=momentum, weight_decay=weight_decay,
-        exclude_from_weight_decay=list(EXCLUDE_FROM_WEIGHT_DECAY))
+        exclude_from_weight_decay=lambda v: excluded_from_lars(kind(v)))
   raise ValueError(f'optimizer={name!r}: use one of {OPTIMIZERS}.')
 
 
-def weight_decay_loss(variables, weight_decay, optimizer_name):
-  """The l2 term to add to the loss (scalar tensor, 0 if nothing to decay)."""
-  if optimizer_name == 'lars':
-    decayed = [v for v in variables
-               if 'head_supervised' in v.name and 'bias' not in v.name]
+def weight_decay_loss(model, weight_decay, optimizer_name):
+  """The l2 term to add to the loss (scalar tensor, 0 if nothing to decay).
+
+  Args:
+    model: a `tf2.model.Model`; its trainable variables are decayed as the
+      policy above says. A list of variables is still accepted (decided by
+      name) until every caller passes the model.
+    weight_decay: the l2 coefficient.
+    optimizer_name: one of OPTIMIZERS.
+  """
+  if isinstance(model, (list, tuple)):
+    variables, kind = list(model), _kind_lookup(None)
   else:
-    decayed = [v for v in variables if 'batch_normalization' not in v.name]
+    variables, kind = model.trainable_variables, _kind_lookup(model)
+  decayed = [v for v in variables
+             if decayed_in_loss(kind(v), optimizer_name)]
   if not decayed or not weight_decay:
     return tf.constant(0.0)
   return weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in decayed])
