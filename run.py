@@ -31,7 +31,6 @@ import tf2  # pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
 from tf2 import checkpoint_io
 from tf2 import data as data_lib
 from tf2 import experiment as experiment_lib
-from tf2 import fileio
 from tf2 import preflight
 from tf2 import presets
 from tf2 import runner
@@ -67,10 +66,6 @@ _USER_ERRORS = (validation.ConfigError, preflight.PathError,
                 strategy_lib.NoTPUError, data_lib.DatasetNotPreparedError,
                 data_lib.ImageFolderError, checkpoint_io.CheckpointError)
 
-# Record settings a new command never inherits: what to do, and where.
-_NOT_INHERITED = ('mode', 'model_dir')
-
-
 def _exit_with(error):
   print(f'run.py: error: {error}', file=sys.stderr)
   sys.exit(2)
@@ -78,23 +73,9 @@ def _exit_with(error):
 
 def experiment_from_flags():
   """The Experiment the command line describes (see the module docstring)."""
-  layers = []
-  if FLAGS.config:
-    layers.append((f'preset {FLAGS.config}', presets.get(FLAGS.config)))
-  if FLAGS.model_dir and fileio.isdir(FLAGS.model_dir):
-    try:
-      record = experiment_lib.load_record(FLAGS.model_dir)
-    except ValueError as e:
-      raise validation.ConfigError(str(e)) from None
-    if record is not None:
-      settings = {k: v for k, v in record[0].items()
-                  if k not in _NOT_INHERITED}
-      layers.append((f'record {experiment_lib.record_path(FLAGS.model_dir)}',
-                     settings))
   given = {name: FLAGS[name].value for name in experiment_lib.fields()
            if FLAGS[name].present}
-  layers.append(('flag', given))
-  return experiment_lib.build(layers)
+  return experiment_lib.compose(given, FLAGS.config, FLAGS.model_dir)
 
 
 def describe(experiment):

@@ -347,6 +347,45 @@ def build(layers):
   return Experiment.from_flat(sources=sources, **values)
 
 
+# Record settings a new command never inherits: what to do, and where.
+_NOT_INHERITED = ('mode', 'model_dir')
+
+
+def compose(given, preset=None, model_dir=None):
+  """The Experiment of a command: defaults < preset < record < given.
+
+  Args:
+    given: {setting: value} given explicitly (run.py: the flags present on
+      the command line).
+    preset: name of a preset (`presets.py`), or None.
+    model_dir: a model_dir whose experiment.json (if any) describes the run
+      being resumed or evaluated; its settings, except `mode` and
+      `model_dir`, replace the preset's.
+
+  Returns:
+    Experiment.
+
+  Raises:
+    validation.ConfigError: an unknown preset or an unreadable record.
+  """
+  from tf2 import presets  # pylint: disable=g-import-not-at-top
+  from tf2 import validation  # pylint: disable=g-import-not-at-top
+  layers = []
+  if preset:
+    layers.append((f'preset {preset}', presets.get(preset)))
+  if model_dir and fileio.isdir(model_dir):
+    try:
+      record = load_record(model_dir)
+    except ValueError as e:
+      raise validation.ConfigError(str(e)) from None
+    if record is not None:
+      layers.append((f'record {record_path(model_dir)}',
+                     {k: v for k, v in record[0].items()
+                      if k not in _NOT_INHERITED}))
+  layers.append(('flag', dict(given)))
+  return build(layers)
+
+
 def record_path(model_dir):
   return fileio.join(model_dir, FILENAME)
 
