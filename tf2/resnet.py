@@ -10,10 +10,15 @@ removing a layer from a list (even one without variables, such as the
 DropBlock placeholders), breaks loading of Google's weights. Everything else
 is ordinary code. `tests/test_checkpoint_layout.py` pins the format against
 `../shared/fixtures/checkpoint_layouts`.
+
+The convolutions are `conv_ops.Conv2D`: Keras's Conv2D (same variables, names
+and keys) with an input gradient that avoids TensorFlow's slow CPU kernel.
 """
 
 import tensorflow as tf
 import tf_keras
+
+from tf2 import conv_ops
 
 BATCH_NORM_EPSILON = 1e-5
 
@@ -98,7 +103,7 @@ class Conv2dFixedPadding(tf_keras.layers.Layer):
   def __init__(self, filters, kernel_size, strides, **kwargs):
     super().__init__(**kwargs)
     self.fixed_padding = FixedPadding(kernel_size) if strides > 1 else None
-    self.conv2d = tf_keras.layers.Conv2D(
+    self.conv2d = conv_ops.Conv2D(
         filters=filters, kernel_size=kernel_size, strides=strides,
         padding='same' if strides == 1 else 'valid', use_bias=False,
         kernel_initializer=_conv_initializer())
@@ -131,11 +136,11 @@ class SK_Conv2D(tf_keras.layers.Layer):  # pylint: disable=invalid-name
         filters=2 * filters, kernel_size=3, strides=strides)
     self.batch_norm_relu = BatchNormRelu(**bn)
     mid_dim = max(int(filters * sk_ratio), min_dim)
-    self.conv2d_0 = tf_keras.layers.Conv2D(
+    self.conv2d_0 = conv_ops.Conv2D(
         filters=mid_dim, kernel_size=1, strides=1, use_bias=False,
         kernel_initializer=_conv_initializer())
     self.batch_norm_relu_1 = BatchNormRelu(**bn)
-    self.conv2d_1 = tf_keras.layers.Conv2D(
+    self.conv2d_1 = conv_ops.Conv2D(
         filters=2 * filters, kernel_size=1, strides=1, use_bias=False,
         kernel_initializer=_conv_initializer())
 
@@ -158,7 +163,7 @@ class SE_Layer(tf_keras.layers.Layer):  # pylint: disable=invalid-name
 
   def __init__(self, filters, se_ratio, **kwargs):
     super().__init__(**kwargs)
-    self.se_reduce = tf_keras.layers.Conv2D(
+    self.se_reduce = conv_ops.Conv2D(
         max(1, int(filters * se_ratio)), kernel_size=1, padding='same',
         use_bias=True, kernel_initializer=_conv_initializer())
     self._se_expand_kwargs = dict(kernel_size=1, padding='same', use_bias=True,
@@ -167,8 +172,8 @@ class SE_Layer(tf_keras.layers.Layer):  # pylint: disable=invalid-name
 
   def build(self, input_shape):
     # The expansion width is the input's channel count, known only here.
-    self.se_expand = tf_keras.layers.Conv2D(int(input_shape[-1]),
-                                            **self._se_expand_kwargs)
+    self.se_expand = conv_ops.Conv2D(int(input_shape[-1]),
+                                     **self._se_expand_kwargs)
     super().build(input_shape)
 
   def call(self, inputs, training=None):
