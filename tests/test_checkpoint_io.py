@@ -312,8 +312,9 @@ def test_a_corrupted_data_file(r18, tmp_path):
     f.write(contents)
   model = model_lib.build_model(golden_config(fixture_config))
   before = [v.numpy() for v in model.variables]
-  _assert_refused(lambda: checkpoint_restore.restore_model_weights(model, prefix),
-                  prefix, 'corrupted')
+  _assert_refused(
+      lambda: checkpoint_restore.restore_model_weights(model, prefix),
+      prefix, 'corrupted')
   # Nothing was assigned.
   for old, variable in zip(before, model.variables):
     np.testing.assert_array_equal(old, variable.numpy())
@@ -355,9 +356,10 @@ def test_a_tf1_checkpoint_missing_a_variable(r18, tmp_path):
   del lacking['base_model/batch_normalization_3/moving_variance']
   prefix = write_tf1_checkpoint(str(tmp_path / 'model.ckpt-1'), lacking)
   model = model_lib.build_model(golden_config(fixture_config))
-  _assert_refused(lambda: checkpoint_restore.restore_model_weights(model, prefix),
-                  prefix, '1 model variables are not in the checkpoint',
-                  'base_model/batch_normalization_3/moving_variance')
+  _assert_refused(
+      lambda: checkpoint_restore.restore_model_weights(model, prefix),
+      prefix, '1 model variables are not in the checkpoint',
+      'base_model/batch_normalization_3/moving_variance')
 
 
 def test_a_checkpoint_value_that_fits_no_variable(r18, tmp_path):
@@ -367,9 +369,9 @@ def test_a_checkpoint_value_that_fits_no_variable(r18, tmp_path):
   prefix = write_tf1_checkpoint(str(tmp_path / 'model.ckpt-1'), weights,
                                 extra=extra)
   model = model_lib.build_model(golden_config(fixture_config))
-  _assert_refused(lambda: checkpoint_restore.restore_model_weights(model, prefix),
-                  prefix, 'head_contrastive/nl_3/dense/kernel',
-                  'fits no variable')
+  _assert_refused(
+      lambda: checkpoint_restore.restore_model_weights(model, prefix),
+      prefix, 'head_contrastive/nl_3/dense/kernel', 'fits no variable')
 
 
 def test_a_saved_model_without_variables(r18, tmp_path):

@@ -270,7 +270,8 @@ def test_export_refuses_a_non_empty_directory_and_bad_input(r18, tmp_path):
   broken = tmp_path / 'broken'
   shutil.copytree(os.path.dirname(prefix), broken)
   os.remove(broken / f'model.ckpt-{STEP}.data-00000-of-00001')
-  with pytest.raises(checkpoint_files.CheckpointError, match='has no data file'):
+  with pytest.raises(checkpoint_files.CheckpointError,
+                     match='has no data file'):
     export_saved_model.export_checkpoint(str(broken / f'model.ckpt-{STEP}'),
                                          str(tmp_path / 'new'))
   assert not (tmp_path / 'new').exists() and not _leftovers(tmp_path)

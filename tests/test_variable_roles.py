@@ -58,9 +58,10 @@ def test_every_variable_is_matched_by_exactly_one_rule(model):
 
 def test_parts_are_the_model_attributes_holding_the_variables(model):
   roles = variable_roles.classify(model)
-  owners = {variable_roles.ENCODER: model.resnet_model,
-            variable_roles.PROJECTION_HEAD: model._projection_head,  # pylint: disable=protected-access
-            variable_roles.SUPERVISED_HEAD: model.supervised_head}
+  owners = {
+      variable_roles.ENCODER: model.resnet_model,
+      variable_roles.PROJECTION_HEAD: model._projection_head,  # pylint: disable=protected-access
+      variable_roles.SUPERVISED_HEAD: model.supervised_head}
   for part, owner in owners.items():
     held = owner.variables if owner is not None else []
     assert {v.ref() for v in held} == {

@@ -23,6 +23,6 @@ from tf2.checkpoint_restore import restore_model_weights
 from tf2.checkpoint_restore import RestoreReport
 from tf2.checkpoint_restore import verify_matches_model
 
-__all__ = ('CheckpointError', 'FORMATS', 'RestoreReport', 'describe_architecture',
-           'detect_format', 'infer_architecture', 'model_config_for',
-           'restore_model_weights', 'verify_matches_model')
+__all__ = ('CheckpointError', 'FORMATS', 'RestoreReport',
+           'describe_architecture', 'detect_format', 'infer_architecture',
+           'model_config_for', 'restore_model_weights', 'verify_matches_model')

@@ -40,7 +40,10 @@ def _numbered(base, index):
 
 
 def _encoder_namer():
-  """A function (layer path, leaf) -> TF1 name that counts layers per kind."""
+  """A function: key parts -> TF1 name, numbering layers per kind as called.
+
+  It must be called with the encoder's keys in creation order.
+  """
   counters = collections.Counter()
   last_layer = {}
 
