@@ -224,6 +224,18 @@ def test_checkpoint_restores_queue_pointer_count_and_ema(tmp_path):
   assert not memory_buffer.checkpoint_has_memory(without)
 
 
+def test_checkpoint_has_memory_reads_any_filesystem():
+  online = model_lib.build_model(_CONFIG)
+  root = 'ram://memory-checkpoints'  # Stands for gs:// and the like.
+  try:
+    with_memory = tf.train.Checkpoint(memory=_buffer()).save(f'{root}/mem')
+    without = tf.train.Checkpoint(model=online).save(f'{root}/plain')
+    assert memory_buffer.checkpoint_has_memory(with_memory)
+    assert not memory_buffer.checkpoint_has_memory(without)
+  finally:
+    tf.io.gfile.rmtree(root)
+
+
 def test_memory_is_refused_outside_pretraining():
   with pytest.raises(ValueError, match='pretrain'):
     memory_buffer.MemoryBuffer(_CONFIG.replace(train_mode='finetune'), 8,
