@@ -327,6 +327,30 @@ def test_an_index_without_its_data_file(r18, tmp_path):
                   'has no data file')
 
 
+def test_a_sharded_checkpoint_missing_a_shard(r18, tmp_path):
+  fixture_config, _, weights, _ = r18
+  names = sorted(weights)
+  shards = []
+  for i, part in enumerate((names[:len(names) // 2], names[len(names) // 2:])):
+    shard = tf.raw_ops.ShardedFilename(
+        basename=str(tmp_path / 'part'), shard=i, num_shards=2)
+    tf.raw_ops.SaveV2(prefix=shard, tensor_names=part,
+                      shape_and_slices=[''] * len(part),
+                      tensors=[tf.constant(weights[n]) for n in part])
+    shards.append(shard)
+  prefix = str(tmp_path / 'model.ckpt-1')
+  tf.raw_ops.MergeV2Checkpoints(checkpoint_prefixes=shards,
+                                destination_prefix=prefix)
+  os.remove(prefix + '.data-00000-of-00002')
+  model = model_lib.build_model(golden_config(fixture_config))
+  before = [v.numpy() for v in model.variables]
+  _assert_refused(
+      lambda: checkpoint_restore.restore_model_weights(model, prefix),
+      prefix, 'has no data file', '.data-00000-of-00002')
+  for old, variable in zip(before, model.variables):
+    np.testing.assert_array_equal(old, variable.numpy())
+
+
 def test_a_checkpoint_of_another_architecture(r18, tmp_path):
   fixture_config, _, _, prefix = r18
   wider = model_lib.build_model(golden_config(fixture_config,
