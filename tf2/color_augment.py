@@ -24,7 +24,8 @@ rounding; tests/test_color_augment.py):
 
 `make_augment_fn` builds the train step's hook for `augment_on_device`: the
 host crops, resizes and flips (the published crop boxes), the accelerator
-distorts the colours of the whole batch at once.
+distorts the colours of the whole batch at once, optionally compiled with
+XLA (benchmarks/input_pipeline.py measures both).
 """
 
 import functools
@@ -336,7 +337,13 @@ def color_distort(images, draws, backend=BATCHED):
                          1: lambda: to_grayscale(jittered)})
 
 
-def distort_views(images, seed, strength=1.0, impl='simclrv2'):
+# color_distort compiled with XLA: its ~300 elementwise ops fused into a few
+# kernels. Only the maths: XLA draws other random numbers from the same seed.
+_color_distort_xla = tf.function(color_distort, jit_compile=True)
+
+
+def distort_views(images, seed, strength=1.0, impl='simclrv2',
+                  jit_compile=False):
   """Colour distortion of every view of a batch, each with its own draws.
 
   This is the part of the host's `preprocess_for_train` that
@@ -349,6 +356,8 @@ def distort_views(images, seed, strength=1.0, impl='simclrv2'):
     seed: (2,) stateless seed of this batch.
     strength: colour jitter strength s.
     impl: 'simclrv2' or 'simclrv1' brightness.
+    jit_compile: compile the colour maths with XLA (the draws are the same
+      either way, the images equal within float rounding).
 
   Returns:
     (B, H, W, 3k) in [0, 1], in the images' dtype.
@@ -356,11 +365,13 @@ def distort_views(images, seed, strength=1.0, impl='simclrv2'):
   views = images.shape[-1] // 3
   stacked = tf.concat(tf.split(images, views, axis=-1), 0)  # (kB, H, W, 3)
   draws = sample_color_draws(tf.shape(stacked)[0], seed, strength, impl)
-  stacked = tf.clip_by_value(color_distort(stacked, draws), 0.0, 1.0)
+  distort = _color_distort_xla if jit_compile else color_distort
+  stacked = tf.clip_by_value(distort(stacked, draws), 0.0, 1.0)
   return tf.concat(tf.split(stacked, views, axis=0), -1)
 
 
-def make_augment_fn(strength=1.0, impl='simclrv2', seed=None):
+def make_augment_fn(strength=1.0, impl='simclrv2', seed=None,
+                    jit_compile=False):
   """The train step's hook of `augment_on_device` (training.make_train_step).
 
   Args:
@@ -368,6 +379,9 @@ def make_augment_fn(strength=1.0, impl='simclrv2', seed=None):
     impl: 'simclrv2' or 'simclrv1' brightness.
     seed: int run seed, or None for one drawn now (from numpy's global
       RNG): with a seed, a run (and a resumed run) repeats its draws.
+    jit_compile: compile the colour maths with XLA even when the train step
+      is not compiled (GPUs: without it, each of its elementwise ops reads
+      and writes the whole batch). Redundant on TPUs, where all is compiled.
 
   Returns:
     augment_fn(images, step_seed) -> images: `distort_views` with a seed
@@ -384,6 +398,6 @@ def make_augment_fn(strength=1.0, impl='simclrv2', seed=None):
     key = run_seed
     for part in tf.unstack(tf.cast(step_seed, tf.int64)):
       key = tf.random.experimental.stateless_fold_in(key, part)
-    return distort_views(images, key, strength, impl)
+    return distort_views(images, key, strength, impl, jit_compile)
 
   return augment_fn

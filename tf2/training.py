@@ -125,10 +125,10 @@ def compute_loss(model, images, labels, loss_config, strategy=None,
   return loss
 
 
-def _replica_step_seed(optimizer):
+def _replica_step_seed(step_counter):
   """(global step, replica id), (2,) int64: new on every step and replica."""
   replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-  return tf.stack([tf.cast(optimizer.iterations, tf.int64),
+  return tf.stack([tf.cast(step_counter, tf.int64),
                    tf.cast(replica, tf.int64)])
 
 
@@ -152,10 +152,13 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
   if augment_fn is not None and loss_config.train_mode != 'pretrain':
     raise ValueError('augment_fn (augment_on_device) applies to '
                      "train_mode='pretrain' only.")
+  # Made now if new: a Keras optimizer creates its step counter on first
+  # use, which must not happen inside the replica step's tf.function.
+  step_counter = optimizer.iterations
 
   def step(images, labels, labeled=None):
     if augment_fn is not None:
-      images = augment_fn(images, _replica_step_seed(optimizer))
+      images = augment_fn(images, _replica_step_seed(step_counter))
     with tf.GradientTape() as tape:
       loss = compute_loss(model, images, labels, loss_config, strategy,
                           metrics, labeled=labeled, teacher=teacher,
