@@ -153,6 +153,15 @@ def test_switched_off_it_is_tensorflows_own_gradient():
     conv_ops.set_cpu_gradients(None)
 
 
+def test_without_a_tape_the_graph_is_tensorflows_own(reformulated):
+  keras_layer, layer, inputs = _pair('3x3_stride1_same')
+  op_types = [
+      sorted(op.type for op in tf.function(l).get_concrete_function(
+          inputs).graph.get_operations())
+      for l in (keras_layer, layer)]
+  assert op_types[0] == op_types[1]
+
+
 def test_layer_keeps_keras_variables_names_and_checkpoint_keys(tmp_path):
   keras_layer, layer, _ = _pair('se_1x1_with_bias')
   assert layer.name.startswith('conv2d_')

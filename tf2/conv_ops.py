@@ -13,7 +13,8 @@ What it does: `Conv2D` is `tf_keras.layers.Conv2D` with the same variables,
 the same layer names and therefore the same checkpoint keys; only the
 gradient of its convolution with respect to its input is computed
 differently, and only when no GPU or TPU is visible (cuDNN and XLA:TPU have
-good kernels of their own, so accelerator behaviour is left untouched):
+good kernels of their own, so accelerator behaviour is left untouched) and a
+gradient tape is recording (inference and export graphs stay as they were):
 
 - stride 1: the input gradient is itself a forward convolution, of dy with
   the kernel flipped in space and its channel axes swapped, padded by
@@ -33,6 +34,8 @@ supported (nothing in SimCLR needs them).
 
 import tensorflow as tf
 import tf_keras
+# No public API says whether a GradientTape is recording.
+from tensorflow.python.eager import record  # pylint: disable=g-direct-tensorflow-import
 
 # Largest output (rows x columns) of a strided convolution whose input
 # gradient goes through col2im; beyond it Eigen's own kernel is as fast.
@@ -168,11 +171,15 @@ def conv2d(inputs, kernel, strides, padding):
 
   @tf.custom_gradient
   def convolve(x, w):
+    # Gradient ops named as TensorFlow names its own, for readable profiles.
+    scope = f'gradient_tape/{tf.get_current_name_scope()}/'
+
     def grad(dy):
-      dx = _input_gradient(dy, x, w, strides, padding)
-      dw = tf.raw_ops.Conv2DBackpropFilter(
-          input=x, filter_sizes=tf.shape(w), out_backprop=dy,
-          strides=[1, *strides, 1], padding=padding)
+      with tf.name_scope(scope):
+        dx = _input_gradient(dy, x, w, strides, padding)
+        dw = tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=tf.shape(w), out_backprop=dy,
+            strides=[1, *strides, 1], padding=padding)
       return dx, dw
     return tf.nn.conv2d(x, w, strides, padding), grad
 
@@ -184,12 +191,16 @@ class Conv2D(tf_keras.layers.Conv2D):
 
   Same constructor, variables and default names as the Keras layer (the class
   name is kept so that layer names, and so variable names, do not change).
-  Configurations `conv2d` does not cover (dilation, groups, channels_first,
-  explicit padding, unknown spatial size) use the Keras op unchanged.
+  It is the Keras op unchanged when no gradient tape is recording, and in
+  configurations `conv2d` does not cover (dilation, groups, channels_first,
+  explicit padding, spatial size unknown when tracing).
   """
 
   def _reformulated(self, inputs):
-    return (cpu_gradients_enabled() and self.groups == 1 and
+    # Without a recording tape (inference, export, evaluation) the op stays
+    # TensorFlow's own, so those graphs and their fusions are unchanged.
+    return (record.could_possibly_record() and cpu_gradients_enabled() and
+            self.groups == 1 and
             self.data_format == 'channels_last' and
             tuple(self.dilation_rate) == (1, 1) and
             self.padding in ('valid', 'same') and
