@@ -29,12 +29,15 @@ from absl import flags
 import tf2  # pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
 
 from tf2 import checkpoint_io
+from tf2 import checkpoint_state
 from tf2 import data as data_lib
 from tf2 import experiment as experiment_lib
 from tf2 import preflight
 from tf2 import presets
+from tf2 import run_lock
 from tf2 import runner
 from tf2 import strategy as strategy_lib
+from tf2 import training
 from tf2 import validation
 
 FLAGS = flags.FLAGS
@@ -61,14 +64,18 @@ flags.DEFINE_bool('helpconfig', False, 'Print every setting of the '
                   'experiment these flags describe (with where each value '
                   'comes from) and exit.')
 
-# Errors of bad input: shown as one line with the fix, not as a traceback.
+# Errors of bad input (exit code 2) and of a run that could not go on
+# (exit code 1): shown as one line that says what to do, not a traceback.
 _USER_ERRORS = (validation.ConfigError, preflight.PathError,
                 strategy_lib.NoTPUError, data_lib.DatasetNotPreparedError,
                 data_lib.ImageFolderError, checkpoint_io.CheckpointError)
+_RUN_ERRORS = (run_lock.LockedError, training.NonFiniteLossError,
+               checkpoint_state.SaveError)
 
-def _exit_with(error):
+
+def _exit_with(error, code):
   print(f'run.py: error: {error}', file=sys.stderr)
-  sys.exit(2)
+  sys.exit(code)
 
 
 def experiment_from_flags():
@@ -103,7 +110,9 @@ def main(argv):
       return
     runner.run(experiment)
   except _USER_ERRORS as e:
-    _exit_with(e)
+    _exit_with(e, 2)
+  except _RUN_ERRORS as e:
+    _exit_with(e, 1)
 
 
 if __name__ == '__main__':

@@ -112,6 +112,7 @@ _BAD_VALUES = [
     ('knn_k', 0, '200'),
     ('knn_temperature', 0.0, 'positive'),
     ('eval_timeout', -5.0, 'unset'),
+    ('progress_interval_secs', 0.0, '=60'),
     ('teacher_ft_proj_selector', -2, "teacher's own record"),
 ]
 

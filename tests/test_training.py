@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from tf2 import checkpoint_state
 from tf2 import config as config_lib
 from tf2 import model as model_lib
 from tf2 import optimization
@@ -112,7 +113,7 @@ def test_full_fine_tuning_from_a_saved_model_on_two_replicas(
     learning_rate = schedule.WarmUpAndCosineDecay(0.1, 1442, 16, 0, 2)
     optimizer = optimization.build_optimizer('lars', learning_rate, 0.9,
                                              1e-6)
-    state = training.CheckpointState(model, optimizer, str(tmp_path / 'ft'),
+    state = checkpoint_state.CheckpointState(model, optimizer, str(tmp_path / 'ft'),
                                      keep_checkpoint_max=1)
     message = state.restore_or_initialize(str(saved_model))
   assert 'Initialised from' in message
@@ -141,7 +142,7 @@ def test_augment_fn_runs_on_each_replica_with_a_seed_per_step_and_replica(
   from tf2 import color_augment  # pylint: disable=g-import-not-at-top
   from tf2 import data as data_lib  # pylint: disable=g-import-not-at-top
   builder = data_lib.get_builder('digits', str(tmp_path / 'tfds'))
-  distort = color_augment.make_augment_fn(seed=0, jit_compile=True)
+  distort = color_augment.make_augment_fn(seed=0)
   seeds = []
 
   def augment_fn(images, seed):

@@ -174,6 +174,13 @@ class RunSection:
                                     'keep.')
   keep_hub_module_max: int = _field(1, 'Maximum number of Hub modules to '
                                     'keep.')
+  nan_policy: str = _field(
+      'stop', 'What a step with a non-finite (NaN/Inf) loss or gradient '
+      'does: stop training there (nothing of it is saved), or skip_step '
+      '(no update on any replica).', ('stop', 'skip_step'))
+  progress_interval_secs: float = _field(
+      60.0, 'Seconds between progress lines (step, steps/s, views/s, ETA) '
+      'between checkpoints.')
   eval_name: Optional[str] = _field(None, 'Name for eval.')
   eval_timeout: Optional[float] = _field(
       None, '--mode=eval: stop after this many seconds without a new '

@@ -14,6 +14,7 @@ from typing import Optional
 from absl import logging
 import tensorflow as tf
 
+from tf2 import checkpoint_state
 from tf2 import config as config_lib
 from tf2 import data as data_lib
 from tf2 import distillation
@@ -27,6 +28,7 @@ from tf2 import model as model_lib
 from tf2 import optimization
 from tf2 import preflight
 from tf2 import resolve as resolve_lib
+from tf2 import run_lock
 from tf2 import schedule
 from tf2 import strategy as strategy_lib
 from tf2 import training
@@ -119,7 +121,8 @@ def prepare(experiment):
                                  experiment.data.data_dir)
   if image_folder.is_image_folder(experiment.data.dataset):
     logging.info('Image folder:\n%s', image_folder.describe(builder))
-  start_from = preflight.latest_checkpoint(run.model_dir) or run.checkpoint
+  start_from = (checkpoint_state.newest_complete_checkpoint(run.model_dir) or
+                run.checkpoint)
   subset = _label_subset(experiment, builder)
   experiment = resolve_lib.resolve(
       experiment, builder, strategy.num_replicas_in_sync, subset,
@@ -260,13 +263,28 @@ def record_experiment(context):
 def train(context):
   """Trains (resuming from model_dir), then exports and evaluates.
 
+  Holds model_dir's run lock throughout (`run_lock`): a second training run
+  into the same model_dir stops at once. Temporaries that interrupted saves
+  left behind are removed first.
+
   Returns:
     The eval results with --mode=train_then_eval, else the last train
     metrics.
   """
+  model_dir = context.experiment.run.model_dir
+  with run_lock.RunLock(model_dir, log=logging.warning):
+    removed = [path for folder in ('', 'saved_model', 'saved_model_ema')
+               for path in fileio.remove_temporaries(
+                   fileio.join(model_dir, folder))]
+    if removed:
+      logging.warning('Removed what interrupted saves left: %s', removed)
+    record_experiment(context)
+    return _train_locked(context)
+
+
+def _train_locked(context):
   experiment, strategy = context.experiment, context.strategy
   run, data, resolved = experiment.run, experiment.data, experiment.resolved
-  record_experiment(context)
   model = build_model(context)
   with strategy.scope():
     dataset = data_lib.build_distributed_dataset(
@@ -289,17 +307,20 @@ def train(context):
       memory = memory_buffer.MemoryBuffer(
           model.config, experiment.loss.memory_size,
           model.config.proj_out_dim, experiment.loss.memory_ema_decay)
-    state = training.CheckpointState(model, optimizer, run.model_dir,
-                                     run.keep_checkpoint_max, memory)
+    state = checkpoint_state.CheckpointState(
+        model, optimizer, run.model_dir, run.keep_checkpoint_max, memory)
     logging.info(state.restore_or_initialize(
         run.checkpoint, use_ema=run.use_ema,
         zero_init_logits_layer=experiment.model.zero_init_logits_layer))
 
   summary_writer = tf.summary.create_file_writer(run.model_dir)
-  metrics = training.train(state, strategy, dataset, loss_config(experiment),
-                           resolved.train_steps, resolved.steps_per_loop,
-                           learning_rate, summary_writer, teacher=teacher,
-                           memory=memory)
+  views = data.train_batch_size * (2 if run.train_mode == 'pretrain' else 1)
+  metrics = training.train(
+      state, strategy, dataset, loss_config(experiment),
+      resolved.train_steps, resolved.steps_per_loop, learning_rate,
+      summary_writer, teacher=teacher, memory=memory,
+      nan_policy=run.nan_policy, views_per_step=views,
+      progress_interval_s=run.progress_interval_secs)
   logging.info('Training complete.')
   if memory is not None:
     ema_dir = fileio.join(run.model_dir, 'saved_model_ema',

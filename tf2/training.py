@@ -3,22 +3,37 @@
 Each piece is a small function so that tests and notebooks can run one step
 or one loop without run.py: `compute_loss` (what is optimised),
 `make_train_step` (gradients and update on one replica), `make_train_loop`
-(many steps inside one tf.function), `CheckpointState` (what is saved and
-resumed) and `train` (the loop with checkpoints and summaries).
+(many steps inside one tf.function) and `train` (the loop with checkpoints,
+summaries and progress; `checkpoint_state.CheckpointState` is what it saves
+and resumes).
+
+A step whose loss or gradients are not finite (NaN / Inf) never goes
+unnoticed: with nan_policy='stop' (the default) training stops at that step
+with `NonFiniteLossError` before anything of it is saved, so the last good
+checkpoints and exports stay; with 'skip_step' the update is skipped on every
+replica and training goes on.
 """
 
 import dataclasses
-import os
 
 from absl import logging
 import tensorflow as tf
 
-from tf2 import checkpoint_io
 from tf2 import distillation
 from tf2 import memory_buffer
 from tf2 import metrics as metrics_lib
 from tf2 import objective
 from tf2 import optimization
+from tf2 import progress as progress_lib
+
+NAN_POLICIES = ('stop', 'skip_step')
+# With nan_policy='skip_step', training stops after this many chunks in a
+# row without one finite step: every step failing is not a glitch.
+_MAX_CHUNKS_WITHOUT_UPDATE = 10
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training stopped at a step whose loss or gradients were not finite."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +147,36 @@ def _replica_step_seed(step_counter):
                    tf.cast(replica, tf.int64)])
 
 
+def _all_finite(loss, grads):
+  """One bool: the loss and every gradient are finite on this replica."""
+  checks = [tf.reduce_all(tf.math.is_finite(loss))]
+  checks += [tf.reduce_all(tf.math.is_finite(g)) for g in grads]
+  return tf.reduce_all(tf.stack(checks))
+
+
+def _apply_if(finite, optimizer, pairs):
+  """Applies the update on every replica, or on none when `finite` is False.
+
+  `finite` must agree across replicas (it is all-reduced first). The choice
+  is made once in cross-replica context, then each replica applies its
+  gradients as usual (the pattern of Keras's LossScaleOptimizer).
+  """
+
+  def choose(strategy, finite, pairs):
+    def apply():
+      strategy.extended.call_for_each_replica(
+          lambda p: optimizer.apply_gradients(p), args=(pairs,))
+      return tf.constant(True)
+    agreed = strategy.experimental_local_results(finite)[0]
+    return tf.cond(agreed, apply, lambda: tf.constant(False))
+
+  return tf.distribute.get_replica_context().merge_call(
+      choose, args=(finite, pairs))
+
+
 def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
-                    teacher=None, memory=None, augment_fn=None):
+                    teacher=None, memory=None, augment_fn=None,
+                    nan_policy='stop'):
   """Returns `step(images, labels, labeled=None)` to run on each replica.
 
   Args:
@@ -145,7 +188,16 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
     augment_fn: optional `augment_fn(images, seed) -> images` applied to
       each replica's pretraining batch before anything else (augment_on_device:
       `color_augment.make_augment_fn`); seed is (global step, replica id).
+    nan_policy: 'stop' applies every update (the loop stops after a
+      non-finite one, which is never saved); 'skip_step' applies none of a
+      step whose loss or gradients are not finite on some replica.
+
+  Returns:
+    step, returning this replica's loss, or NaN when the loss or a gradient
+    of the step was not finite.
   """
+  if nan_policy not in NAN_POLICIES:
+    raise ValueError(f'nan_policy={nan_policy!r}: use one of {NAN_POLICIES}.')
   if (loss_config.train_mode == 'distill') != (teacher is not None):
     raise ValueError('A teacher is needed for, and only for, '
                      "train_mode='distill'.")
@@ -170,104 +222,80 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
     # Layers that do not reach the loss (the projection head when fine-tuning
     # from the encoder output) have no gradient; they are left untouched.
     pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-    optimizer.apply_gradients(pairs)
+    finite = _all_finite(loss, [g for g, _ in pairs])
+    if nan_policy == 'skip_step':
+      context = tf.distribute.get_replica_context()
+      failures = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                    1.0 - tf.cast(finite, tf.float32))
+      finite = failures < 0.5
+      _apply_if(finite, optimizer, pairs)
+    else:
+      optimizer.apply_gradients(pairs)
     if memory is not None:
+      # Also after a skipped step: the EMA model's weights and this batch's
+      # keys are finite either way.
       memory_buffer.update_memory(memory, model, images, strategy)
-    return loss
+    return tf.where(finite, loss, tf.constant(float('nan'), loss.dtype))
 
   return step
 
 
-def make_train_loop(strategy, step):
-  """A tf.function running `num_steps` steps from a distributed iterator.
+def make_train_loop(strategy, step, stop_on_nonfinite=True):
+  """A tf.function running up to `num_steps` steps from a distributed iterator.
 
-  `num_steps` is a tensor so that a shorter last loop does not retrace; the
-  loop is a tf.while_loop, not unrolled.
+  `num_steps` is a tensor so that a shorter loop does not retrace; the loop
+  is a tf.while_loop, not unrolled.
+
+  Returns:
+    train_loop(iterator, num_steps) -> (int32 steps whose loss was not
+    finite, bool whether it stopped early on one: with
+    `stop_on_nonfinite`, at the first such step).
   """
 
   @tf.function
   def train_loop(iterator, num_steps):
+    nonfinite = tf.constant(0)
+    stopped = tf.constant(False)
     for _ in tf.range(num_steps):
       images, labels = next(iterator)
-      strategy.run(step, (images, labels['labels'], labels.get('labeled')))
+      loss = strategy.run(step, (images, labels['labels'],
+                                 labels.get('labeled')))
+      loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
+      bad = tf.logical_not(tf.math.is_finite(loss))
+      nonfinite += tf.cast(bad, tf.int32)
+      if stop_on_nonfinite:
+        if bad:
+          stopped = tf.constant(True)
+          break
+    return nonfinite, stopped
 
   return train_loop
 
 
-class CheckpointState:
-  """Model, global step and optimizer, saved to and resumed from model_dir.
-
-  The object names (`model`, `global_step`, `optimizer`) are those of the
-  reference, so its model_dir checkpoints resume here and ours there. With a
-  memory buffer, its moving-average model and queue are saved too (under
-  `memory`), so a resumed run continues exactly.
-  """
-
-  def __init__(self, model, optimizer, model_dir, keep_checkpoint_max,
-               memory=None):
-    self.model = model
-    self.optimizer = optimizer
-    self.memory = memory
-    objects = dict(model=model, global_step=optimizer.iterations,
-                   optimizer=optimizer)
-    if memory is not None:
-      objects['memory'] = memory
-    self.checkpoint = tf.train.Checkpoint(**objects)
-    self.manager = tf.train.CheckpointManager(
-        self.checkpoint, directory=model_dir,
-        max_to_keep=keep_checkpoint_max)
-
-  @property
-  def global_step(self):
-    return self.optimizer.iterations
-
-  def restore_or_initialize(self, init_checkpoint=None, use_ema=False,
-                            zero_init_logits_layer=False):
-    """Resumes from model_dir, else starts from `init_checkpoint` weights.
-
-    Resuming restores weights, step and optimizer state, after checking that
-    the saved architecture is this model's (so a run with other flags stops
-    instead of overwriting the checkpoint). Starting from another checkpoint
-    restores model weights only, as published, optionally zeroing the
-    supervised head.
-
-    Returns:
-      A line saying where the weights came from.
-    """
-    latest = self.manager.latest_checkpoint
-    if latest:
-      checkpoint_io.verify_matches_model(self.model, latest)
-      self.checkpoint.restore(latest).expect_partial()
-      message = f'Resumed from {latest} at step {int(self.global_step.numpy())}.'
-      if self.memory is not None and not memory_buffer.checkpoint_has_memory(
-          latest):
-        self.memory.initialize_from(self.model)
-        message += ' The memory buffer starts empty (none was saved).'
-      return message
-    message = 'Starting from freshly initialised weights.'
-    if init_checkpoint:
-      report = checkpoint_io.restore_model_weights(self.model, init_checkpoint,
-                                                   use_ema=use_ema)
-      message = f'Initialised from {init_checkpoint}: {report.summary()}'
-    if zero_init_logits_layer and self.model.supervised_head is not None:
-      for variable in self.model.supervised_head.trainable_weights:
-        variable.assign(tf.zeros_like(variable))
-      message += ' Supervised head set to zero.'
-    if self.memory is not None:
-      self.memory.initialize_from(self.model)
-    return message
-
-  def save(self):
-    return self.manager.save(checkpoint_number=self.global_step)
+def _nonfinite_message(step, latest):
+  kept = f'the last checkpoint ({latest}) and exports are kept' if latest else (
+      'no checkpoint had been saved yet')
+  return (f'Step {step}: the loss or the gradients are not finite (NaN or '
+          f'Inf). Training stopped there and nothing of this step was saved; '
+          f'{kept}. Likely causes: a learning rate too high '
+          '(--learning_rate), a temperature too low (--temperature, '
+          '--distillation_temperature) or a float16 overflow '
+          '(--mixed_precision). Lower it and run the same command to resume '
+          'from the last checkpoint, or pass --nan_policy=skip_step to skip '
+          'such steps.')
 
 
 def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
           learning_rate, summary_writer, teacher=None, memory=None,
-          augment_fn=None):
+          augment_fn=None, nan_policy='stop', views_per_step=0,
+          progress_interval_s=60.0):
   """Trains until `train_steps`, saving a checkpoint every `steps_per_loop`.
 
+  Between checkpoints the loop runs in chunks of about `progress_interval_s`
+  seconds and logs its progress after each (`progress.Progress`).
+
   Args:
-    state: CheckpointState (already restored or initialised).
+    state: checkpoint_state.CheckpointState (restored or initialised).
     strategy: the tf.distribute strategy the model was built under.
     dataset: distributed training dataset of (images, {'labels': one_hot}).
     loss_config: LossConfig.
@@ -279,33 +307,55 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
     memory: the MemoryBuffer of pretraining with a memory, or None.
     augment_fn: the colour distortion of augment_on_device, or None (see
       `make_train_step`).
+    nan_policy: 'stop' or 'skip_step' (see the module docstring).
+    views_per_step: images per step through the network, for views/s.
+    progress_interval_s: seconds between progress lines.
 
   Returns:
     The last train metrics, {summary name: value}.
+
+  Raises:
+    NonFiniteLossError: with nan_policy='stop', at the first non-finite step.
+    checkpoint_state.SaveError: a checkpoint could not be written.
   """
   with strategy.scope():
     metrics = build_metrics(loss_config)
   step = make_train_step(state.model, state.optimizer, loss_config, strategy,
                          metrics, teacher=teacher, memory=memory,
-                         augment_fn=augment_fn)
-  train_loop = make_train_loop(strategy, step)
+                         augment_fn=augment_fn, nan_policy=nan_policy)
+  train_loop = make_train_loop(strategy, step,
+                               stop_on_nonfinite=nan_policy == 'stop')
   iterator = iter(dataset)
   current = int(state.global_step.numpy())
-  last = {}
-  while current < train_steps:
-    num_steps = min(steps_per_loop, train_steps - current)
-    train_loop(iterator, tf.constant(num_steps))
-    current = int(state.global_step.numpy())
-    path = state.save()
-    last = metrics_lib.results(metrics)
-    with summary_writer.as_default():
-      metrics_lib.write_summaries(metrics, current)
-      tf.summary.scalar('learning_rate',
-                        learning_rate(tf.cast(current, tf.float32)),
-                        step=current)
-    summary_writer.flush()
-    logging.info('Step %d / %d, saved %s: %s', current, train_steps,
-                 os.path.basename(path),
-                 ', '.join(f'{k}={v:.4f}' for k, v in last.items()))
-    metrics_lib.reset(metrics)
+  last, skipped, stalled = {}, 0, 0
+  with progress_lib.Progress(current, train_steps, views_per_step,
+                             progress_interval_s, summary_writer) as progress:
+    while current < train_steps:
+      next_save = min(current + steps_per_loop, train_steps)
+      while current < next_save:
+        nonfinite, stopped = train_loop(
+            iterator, tf.constant(progress.chunk_steps(current,
+                                                       next_save - current)))
+        previous, current = current, int(state.global_step.numpy())
+        stalled = stalled + 1 if current == previous else 0
+        if bool(stopped) or stalled >= _MAX_CHUNKS_WITHOUT_UPDATE:
+          raise NonFiniteLossError(_nonfinite_message(
+              current, state.manager.latest_checkpoint))
+        skipped += int(nonfinite)
+        if int(nonfinite):
+          logging.warning('Skipped %d steps with a non-finite loss so far '
+                          '(--nan_policy=skip_step).', skipped)
+        progress.report(current)
+      path = state.save()
+      last = metrics_lib.results(metrics)
+      with summary_writer.as_default():
+        metrics_lib.write_summaries(metrics, current)
+        tf.summary.scalar('learning_rate',
+                          learning_rate(tf.cast(current, tf.float32)),
+                          step=current)
+      summary_writer.flush()
+      logging.info('Step %d / %d, saved %s: %s', current, train_steps,
+                   path.rsplit('/', 1)[-1],
+                   ', '.join(f'{k}={v:.4f}' for k, v in last.items()))
+      metrics_lib.reset(metrics)
   return last

@@ -97,6 +97,9 @@ _RANGES = (
      'e.g. --knn_k=200'),
     ('knn_temperature', lambda v: v > 0, 'the kNN weights divide by it',
      'pass a positive value, e.g. --knn_temperature=0.07'),
+    ('progress_interval_secs', lambda v: v > 0,
+     'the progress interval must be positive',
+     'e.g. --progress_interval_secs=60'),
     ('eval_timeout', lambda v: v is None or v > 0,
      'the timeout must be positive', 'e.g. --eval_timeout=3600, or leave it '
      'unset to wait until the last step of training'),

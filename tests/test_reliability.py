@@ -1,0 +1,280 @@
+"""Nothing lost, nothing hangs: bad input, NaN, locks, damaged checkpoints."""
+
+import hashlib
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+from absl import flags
+import pytest
+import tensorflow as tf
+
+from tests.test_runner import TINY
+from tf2 import checkpoint_state
+from tf2 import experiment as experiment_lib
+from tf2 import fileio
+from tf2 import run_lock
+from tf2 import runner
+from tf2 import training
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import run as run_py  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+TINY_FLAGS = [f'--{k}={v}' for k, v in TINY.items()]
+
+
+def snapshot(*folders):
+  """{path: sha256} of every file under the folders (missing: empty)."""
+  files = {}
+  for folder in folders:
+    for path in sorted(pathlib.Path(folder).rglob('*')):
+      files[str(path)] = (hashlib.sha256(path.read_bytes()).hexdigest()
+                          if path.is_file() else 'dir')
+  return files
+
+
+def run_in_process(args, capsys):
+  """(exit code, stderr) of `python run.py <args>`, without a new process."""
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(['run.py', *args])
+  code = 0
+  try:
+    run_py.main(['run.py'])
+  except SystemExit as e:
+    code = e.code
+  finally:
+    flags.FLAGS.unparse_flags()
+  return code, capsys.readouterr().err
+
+
+@pytest.fixture()
+def dirs(tmp_path):
+  """A good model_dir (a finished 2-step run) and its data_dir."""
+  data_dir, model_dir = tmp_path / 'data', tmp_path / 'model'
+  for folder in (data_dir, model_dir):
+    folder.mkdir()
+  (model_dir / 'result.json').write_text('{"eval/label_top_1_accuracy": 0.5}')
+  (tmp_path / 'a_file').write_text('not a folder')
+  return tmp_path
+
+
+_BAD_INPUTS = [
+    (['--checkpoint_steps=-1'], '--checkpoint_steps=-1'),
+    (['--checkpoint_epochs=0'], '--checkpoint_epochs=0'),
+    (['--learning_rate=-0.5'], '--learning_rate=-0.5'),
+    (['--train_steps=-1'], '--train_steps=-1'),
+    (['--image_size=0'], '--image_size=0'),
+    (['--image_size=-8'], '--image_size=-8'),
+    (['--width_multiplier=0'], '--width_multiplier=0'),
+    (['--resnet_depth=17'], '--resnet_depth=17'),
+    (['--keep_checkpoint_max=0'], '--keep_checkpoint_max=0'),
+    (['--eval_steps=-1'], '--eval_steps=-1'),
+    (['--temperature=0'], '--temperature=0'),
+    (['--train_batch_size=0'], '--train_batch_size=0'),
+    (['--eval_batch_size=0'], '--eval_batch_size=0'),
+    (['--warmup_epochs=-1'], '--warmup_epochs=-1'),
+    (['--momentum=1'], '--momentum=1'),
+    (['--batch_norm_decay=1.5'], '--batch_norm_decay=1.5'),
+    (['--knn_k=0'], '--knn_k=0'),
+    (['--fine_tune_after_block=5'], '--fine_tune_after_block=5'),
+    (['--label_fraction=1.5'], '--label_fraction=1.5'),
+    (['--proj_head_mode=none', '--memory_size=64'], '--memory_size=64'),
+    (['--train_mode=distill'], '--teacher_checkpoint'),
+    (['--config=no_such_preset'], '--config=no_such_preset'),
+    (['--dataset=./no_such_images'], 'no such folder'),
+    (['--dataset=cifar10'], 'cifar10'),
+    (['--checkpoint={root}/nope/ckpt-1'], 'does not exist'),
+    (['--train_mode=distill', '--teacher_checkpoint={root}/nope'],
+     'does not exist'),
+    (['--model_dir={root}/a_file'], 'is a file'),
+    (['--data_dir={root}/a_file'], 'is a file'),
+    (['--mode=eval', '--model_dir={root}/data'], 'holds no checkpoint'),
+    (['--mode=eval', '--model_dir={root}/mistyped'], 'does not exist'),
+    (['--use_ema'], '--use_ema'),
+]
+
+
+@pytest.mark.parametrize('args,message', _BAD_INPUTS)
+def test_bad_input_stops_with_one_line_and_writes_nothing(args, message,
+                                                          dirs, capsys):
+  args = [a.format(root=dirs) for a in args]
+  given = [f'--model_dir={dirs / "model"}', f'--data_dir={dirs / "data"}',
+           *TINY_FLAGS]
+  names = {a.split('=')[0] for a in args}
+  given = [a for a in given if a.split('=')[0] not in names] + args
+  before = snapshot(dirs)
+  code, stderr = run_in_process(given, capsys)
+  assert code == 2
+  assert stderr.count('run.py: error:') == 1
+  assert message in stderr
+  assert 'Traceback' not in stderr
+  assert snapshot(dirs) == before
+  assert not (dirs / 'mistyped').exists()
+
+
+def test_non_root_permissions_are_checked_before_writing(dirs, capsys):
+  if os.geteuid() == 0:
+    pytest.skip('root may write anywhere')
+  locked = dirs / 'locked'
+  locked.mkdir(mode=0o555)
+  code, stderr = run_in_process(
+      [f'--model_dir={locked / "m"}', f'--data_dir={dirs / "data"}',
+       *TINY_FLAGS], capsys)
+  assert code == 2 and 'no permission' in stderr
+
+
+def tiny(model_dir, data_dir, **given):
+  return experiment_lib.compose(
+      dict(TINY, model_dir=str(model_dir), data_dir=str(data_dir), **given),
+      model_dir=str(model_dir))
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp('tfds')
+
+
+def test_a_nan_stops_training_and_keeps_the_good_checkpoint_and_export(
+    data_dir, tmp_path):
+  model_dir = tmp_path / 'm'
+  runner.run(tiny(model_dir, data_dir, mode='train_then_eval', train_steps=2,
+                  checkpoint_steps=2))
+  good = snapshot(model_dir)
+  with pytest.raises(training.NonFiniteLossError, match=r'Step [34]: the loss'):
+    runner.run(tiny(model_dir, data_dir, train_steps=4, checkpoint_steps=2,
+                    temperature=1e-30))
+  assert tf.train.latest_checkpoint(str(model_dir)).endswith('ckpt-2')
+  after = snapshot(model_dir)
+  for name in ('ckpt-2.index', 'ckpt-2.data-00000-of-00001', 'result.json',
+               'saved_model/2/saved_model.pb',
+               'saved_model/2/variables/variables.index'):
+    path = str(model_dir / name)
+    assert after[path] == good[path], name
+  assert not (model_dir / 'run.lock').exists()
+
+
+def test_skip_step_policy_skips_a_step_that_is_not_finite_on_one_replica(
+    two_cpu_strategy):
+  from tf2 import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tf2 import model as model_lib  # pylint: disable=g-import-not-at-top
+  from tf2 import optimization  # pylint: disable=g-import-not-at-top
+  config = config_lib.ModelConfig(num_classes=4, resnet_depth=18, image_size=8,
+                                  use_blur=False, proj_out_dim=8,
+                                  global_bn=True)
+  with two_cpu_strategy.scope():
+    model = model_lib.build_model(config)
+    optimizer = optimization.build_optimizer('lars', 0.1, 0.9, 1e-6)
+  step = training.make_train_step(model, optimizer, training.LossConfig(),
+                                  two_cpu_strategy, nan_policy='skip_step')
+  loop = training.make_train_loop(two_cpu_strategy, step,
+                                  stop_on_nonfinite=False)
+  images = tf.random.stateless_uniform([4, 8, 8, 6], [1, 2])
+  poisoned = tf.tensor_scatter_nd_update(images, [[3, 0, 0, 0]],
+                                         [float('nan')])
+  labels = tf.one_hot([0, 1, 2, 3] * 2, 4)
+  # Two global batches of 4; each replica gets 2 rows of each.
+  dataset = tf.data.Dataset.from_tensor_slices(
+      (tf.concat([poisoned, images], 0), labels)).batch(4).map(
+          lambda x, y: (x, {'labels': y}))
+  batches = iter(two_cpu_strategy.experimental_distribute_dataset(dataset))
+  before = [v.numpy().copy() for v in model.trainable_variables]
+  nonfinite, stopped = loop(batches, tf.constant(1))
+  # Replica 1 saw the NaN; neither replica updated.
+  assert int(nonfinite) == 1 and not bool(stopped)
+  assert optimizer.iterations.numpy() == 0
+  for b, v in zip(before, model.trainable_variables):
+    assert (b == v.numpy()).all()
+  nonfinite, _ = loop(batches, tf.constant(1))
+  assert int(nonfinite) == 0 and optimizer.iterations.numpy() == 1
+
+
+def test_a_second_training_run_stops_at_once_and_the_first_finishes(
+    data_dir, tmp_path):
+  model_dir = tmp_path / 'm'
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=str(ROOT))
+  first = subprocess.Popen(
+      [sys.executable, str(ROOT / 'run.py'), *TINY_FLAGS, '--train_steps=12',
+       '--checkpoint_steps=6', f'--model_dir={model_dir}',
+       f'--data_dir={data_dir}'], env=env, cwd=ROOT,
+      stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.time() + 300
+    while not (model_dir / 'run.lock').exists() and time.time() < deadline:
+      assert first.poll() is None, first.stderr.read()[-3000:]
+      time.sleep(0.2)
+    with pytest.raises(run_lock.LockedError, match=f'pid {first.pid}'):
+      runner.run(tiny(model_dir, data_dir, train_steps=12,
+                      checkpoint_steps=6))
+  finally:
+    _, stderr = first.communicate(timeout=600)
+  assert first.returncode == 0, stderr[-3000:]
+  assert tf.train.latest_checkpoint(str(model_dir)).endswith('ckpt-12')
+  assert not (model_dir / 'run.lock').exists()
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+  dead = subprocess.Popen(['true'])
+  dead.wait()
+  (tmp_path / run_lock.FILENAME).write_text(
+      f'{{"host": "{socket.gethostname()}", "pid": {dead.pid}}}')
+  said = []
+  with run_lock.RunLock(str(tmp_path), log=said.append):
+    assert f'"pid": {os.getpid()}' in (tmp_path / run_lock.FILENAME).read_text()
+  assert 'stale lock' in said[0]
+  assert not (tmp_path / run_lock.FILENAME).exists()
+
+
+def test_a_live_lock_of_another_host_is_respected(tmp_path):
+  (tmp_path / run_lock.FILENAME).write_text(
+      '{"host": "elsewhere", "pid": 1, "started": "today"}')
+  with pytest.raises(run_lock.LockedError, match='host elsewhere'):
+    run_lock.RunLock(str(tmp_path)).acquire()
+  assert 'elsewhere' in (tmp_path / run_lock.FILENAME).read_text()
+
+
+def test_a_damaged_newest_checkpoint_is_passed_over_on_resume(
+    data_dir, tmp_path):
+  model_dir = tmp_path / 'm'
+  runner.run(tiny(model_dir, data_dir, train_steps=4, checkpoint_steps=2))
+  data_file = model_dir / 'ckpt-4.data-00000-of-00001'
+  data_file.write_bytes(data_file.read_bytes()[:1000])
+  (model_dir / 'ckpt-9_temp').mkdir()  # What an interrupted save leaves.
+  (model_dir / 'saved_model').mkdir()
+  (model_dir / 'saved_model' / '.tmp-9-abcdef').mkdir()
+  runner.run(tiny(model_dir, data_dir, train_steps=6, checkpoint_steps=2))
+  assert tf.train.latest_checkpoint(str(model_dir)).endswith('ckpt-6')
+  state = tf.train.load_checkpoint(str(model_dir / 'ckpt-6'))
+  assert state.get_tensor('global_step/.ATTRIBUTES/VARIABLE_VALUE') == 6
+  assert not (model_dir / 'ckpt-9_temp').exists()
+  assert not (model_dir / 'saved_model' / '.tmp-9-abcdef').exists()
+
+
+def test_a_failed_save_removes_its_partial_files_and_keeps_the_rest(
+    tmp_path, monkeypatch):
+  variable = tf.Variable(1.0)
+  optimizer = type('Opt', (), {'iterations': tf.Variable(3, dtype=tf.int64)})
+  state = checkpoint_state.CheckpointState.__new__(
+      checkpoint_state.CheckpointState)
+  state.optimizer, state.model_dir = optimizer, str(tmp_path)
+  state.manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(v=variable, step=optimizer.iterations),
+      str(tmp_path), max_to_keep=2)
+  state.manager.save(checkpoint_number=2)
+  good = snapshot(tmp_path)
+
+  def full_disk(**unused_kwargs):
+    (tmp_path / 'ckpt-3_temp').mkdir()
+    (tmp_path / 'ckpt-3_temp' / 'part-00000').write_bytes(b'x' * 100)
+    (tmp_path / 'ckpt-3.index').write_bytes(b'partial')
+    raise tf.errors.ResourceExhaustedError(None, None,
+                                           'No space left on device')
+
+  monkeypatch.setattr(state.manager, 'save', full_disk)
+  with pytest.raises(checkpoint_state.SaveError, match='No space left'):
+    state.save()
+  assert snapshot(tmp_path) == good
+  assert fileio.exists(str(tmp_path / 'ckpt-2.index'))
