@@ -1,4 +1,4 @@
-"""conv_ops.Conv2D: TensorFlow's convolution values and gradients, Keras's variables."""
+"""conv_ops.Conv2D: TensorFlow's values and gradients, Keras's variables."""
 
 import numpy as np
 import pytest
