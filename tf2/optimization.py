@@ -29,8 +29,7 @@ def decayed_in_loss(kind, optimizer_name):
 
 
 def excluded_from_lars(kind):
-  """Whether LARS updates a variable of this kind without weight decay and
-  without layer adaptation."""
+  """Whether LARS skips weight decay and layer adaptation for this kind."""
   return kind in _LARS_EXCLUDED
 
 
