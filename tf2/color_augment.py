@@ -16,7 +16,8 @@ rounding; tests/test_color_augment.py):
 - `ONE_IMAGE`: tf.image's fused kernels on a batch of one image, running
   only the branch each draw selects. The host pipeline uses it
   (`data_util.random_color_jitter`): those kernels take one scalar factor,
-  and on a CPU they are 3-4x faster than the composed maths below.
+  and on a CPU they are faster than the composed maths below (3x for hue,
+  4x for contrast on a 224 px image).
 - `BATCHED`: vectorised maths with a factor per image, for the accelerator
   (`augment_on_device`). Every transform is computed at every step of the
   random order and selected per image: no data-dependent control flow, so
