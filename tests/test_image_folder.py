@@ -98,9 +98,9 @@ def test_counts_per_split_and_skipped_files(root, tmp_path):
   splits = builder.info.splits
   assert {s: splits[s].num_examples for s in splits} == {
       'train': 12, 'test': 4, 'unlabeled': 2}
-  assert image_folder_lib.skipped_files(builder) == {
-      'train': 3, 'test': 1, 'unlabeled': 1}
   counts = image_folder_lib.preparation_counts(builder)
+  assert {split: c['skipped'] for split, c in counts.items()} == {
+      'train': 3, 'test': 1, 'unlabeled': 1}
   assert sorted(counts['train']['skipped_files']) == [
       'train/cat/notes.txt', 'train/dog/empty.jpg', 'train/fish/truncated.jpg']
   assert counts['test']['skipped_files'] == ['test/stray.png']
@@ -226,7 +226,7 @@ def test_changed_folder_is_prepared_again_unchanged_is_reused(
                   must_not_prepare)
     again = image_folder_lib.image_folder_builder(root, data_dir)
   assert again.data_dir == first.data_dir
-  assert image_folder_lib.skipped_files(again)['train'] == 3
+  assert image_folder_lib.preparation_counts(again)['train']['skipped'] == 3
 
   _write(f'{root}/train/dog/new.png', _png(_pixels(8, 9, 3, 12)))
   changed = image_folder_lib.image_folder_builder(root, data_dir)

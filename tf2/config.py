@@ -1,8 +1,12 @@
-"""Plain configuration objects passed from run.py (or a notebook) to the library.
+"""The model's architecture as a plain frozen config, for the library.
 
-The field names and defaults are those of the reference run.py flags, so a
-config can be built from parsed flags with `ModelConfig.from_flags`-style
-code in run.py and from keyword arguments anywhere else.
+`ModelConfig` is what `model.build_model` needs and nothing else: a notebook
+or a test builds any model from keyword arguments, without flags. Its field
+names and defaults are those of the reference's run.py flags. run.py's
+settings live in `experiment.py`; `runner.model_config(experiment)` derives
+a ModelConfig from them (a student trained by distillation is built in
+fine-tuning mode, `global_bn` only matters with several replicas), and
+`architecture.model_config_for` derives one from a checkpoint.
 """
 
 import dataclasses

@@ -86,6 +86,15 @@ def check_paths(experiment):
     raise PathError(f'--dataset={data.dataset}: no such folder. Pass the '
                     'path of a folder of images (see the README for the '
                     'layout) or a TFDS dataset name such as cifar10.')
+  if data.dataset == 'digits' or _looks_like_path(data.dataset):
+    # Prepared into data_dir on first use, so it must be writable.
+    check_writable_dir('data_dir', data.data_dir or tfds_default_dir())
+
+
+def tfds_default_dir():
+  """Where TFDS keeps data without --data_dir ($TFDS_DATA_DIR or ~/...)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds.core.constants.DATA_DIR
 
 
 def _check_eval_model_dir(model_dir):

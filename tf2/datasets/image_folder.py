@@ -375,12 +375,6 @@ def preparation_counts(builder):
   return dict(builder.info.metadata['splits'])
 
 
-def skipped_files(builder):
-  """{split: number of files skipped while preparing}."""
-  return {split: counts['skipped']
-          for split, counts in preparation_counts(builder).items()}
-
-
 def describe(builder):
   """One line per split (images used, files skipped) for logs."""
   root = builder.info.metadata['root']
