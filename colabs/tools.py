@@ -1,43 +1,197 @@
-"""Helpers the notebooks in colabs/ share: a tiny model to start from, figures.
+"""Helpers the notebooks and benchmarks share: run.py runs, models, figures.
 
 Notebooks import the library (`tf2`) for everything SimCLR; this module only
-holds what several notebooks need around it, so that no notebook pastes it:
+holds what several notebooks (and `benchmarks/label_efficiency.py`) need
+around it, so that none of them pastes it:
 
+- `run_py`: one `python run.py --config=<preset>` run with overrides, in a
+  subprocess (a notebook's kernel holds no training state, and a failed run
+  cannot take the kernel with it); returns the run's `result.json`.
+  `run_py_process` is the bare subprocess, for tests of run.py itself.
+- `read_result`, `read_flags`, `num_labeled_examples`, `top1`: what a
+  finished run wrote.
 - `train_tiny_model`: when a notebook is given no model, it trains a small
-  one with `run.py` on the embedded digits (a minute on a 2-core CPU). The
-  tests train it once and pass its path to every notebook.
+  one on the embedded digits (a minute on a 2-core CPU). The tests train it
+  once and pass its path to every notebook.
 - `find_saved_model`: the SavedModel of a model directory (a published
   model's `saved_model/`, or the newest `saved_model/<step>` of run.py).
-- `prediction_grid`: images titled with predicted and true labels.
-- `save_figure`: writes a matplotlib figure as PNG into the figure folder.
+- `prediction_grid`, `save_figure`: figures of predictions, saved as PNG.
 
-Runs from the repository root (the notebooks' working directory) or with the
-root on PYTHONPATH.
+Every file is read and written through `tf.io.gfile` (`tf2.fileio`), so
+model directories and figure folders may be Cloud Storage URLs.
 """
 
+import collections
 import os
-import pathlib
 import subprocess
 import sys
+import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tf2 import experiment as experiment_lib
+from tf2 import fileio
 
-# A ResNet-18 at 16 px with a 16-d projection: contrastive pretraining plus
-# the linear head trained beside it on a stopped gradient (the published
-# `lineareval_while_pretraining`), so the model has 10-class logits.
-TINY_FLAGS = ('--dataset=digits', '--use_tpu=False', '--resnet_depth=18',
-              '--train_batch_size=32', '--eval_batch_size=128',
-              '--proj_out_dim=16', '--learning_rate=0.1', '--warmup_epochs=0',
-              '--mode=train_then_eval', '--train_mode=pretrain',
-              '--eval_split=test')
+# The project: the folder holding run.py, tf2/ and colabs/.
+ROOT = fileio.dirname(fileio.dirname(fileio.abspath(__file__)))
+RUN_PY = fileio.join(ROOT, 'run.py')
+
+# Lines of the log a failed run's error message ends with.
+_LOG_TAIL_LINES = 40
+
+
+class RunPyError(RuntimeError):
+  """run.py exited with an error; the message ends with its log."""
+
+
+def _command(args):
+  """argv of `python run.py *args`.
+
+  run.py is addressed by its absolute path, so Python puts the project
+  first on its import path whatever the working directory; relative paths
+  in `args` mean what they mean to the caller.
+  """
+  return [sys.executable, RUN_PY, *map(str, args)]
+
+
+def _environment():
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+
+
+def run_py_process(args, **kwargs):
+  """Runs `python run.py *args` and waits for it (tests of run.py).
+
+  Args:
+    args: command-line arguments of run.py.
+    **kwargs: for `subprocess.run` (capture_output, text, timeout, ...).
+
+  Returns:
+    subprocess.CompletedProcess; a failure is not raised (check=False).
+  """
+  return subprocess.run(_command(args), env=_environment(), check=False,
+                        **kwargs)
+
+
+def _run_logged(args, log_file):
+  """Runs run.py, writing its output to `log_file` line by line.
+
+  The log grows while the run goes on (a long run can be followed with
+  `tail -f`). An interrupt (a notebook's stop button) stops run.py too.
+
+  Returns:
+    (exit code, the last lines of the output).
+  """
+  if fileio.dirname(log_file):
+    fileio.makedirs(fileio.dirname(log_file))
+  tail = collections.deque(maxlen=_LOG_TAIL_LINES)
+  with fileio.gfile.GFile(log_file, 'w') as log, subprocess.Popen(
+      _command(args), env=_environment(), stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True) as process:
+    try:
+      for line in process.stdout:
+        log.write(line)
+        log.flush()
+        tail.append(line)
+    except BaseException:
+      process.kill()
+      raise
+  return process.returncode, ''.join(tail)
+
+
+def log_path(model_dir):
+  """The log of a run: `<model_dir>.log`, beside its model_dir."""
+  return str(model_dir).rstrip('/') + '.log'
+
+
+def read_result(model_dir):
+  """The run's result.json (eval metrics of its last checkpoint) as a dict."""
+  return fileio.read_json(fileio.join(model_dir, 'result.json'))
+
+
+def read_flags(model_dir):
+  """The run's flags.json: every setting, plus its example counts."""
+  return fileio.read_json(fileio.join(model_dir, 'flags.json'))
+
+
+def num_labeled_examples(model_dir):
+  """How many labeled training examples the run used (its label subset)."""
+  return read_flags(model_dir)['num_labeled_examples']
+
+
+def top1(result):
+  """Top-1 accuracy of the supervised head in a result.json dict."""
+  return result['eval/label_top_1_accuracy']
+
+
+def is_finished(model_dir):
+  """Whether a run into model_dir finished: it wrote result.json."""
+  return fileio.exists(fileio.join(model_dir, 'result.json'))
+
+
+def run_py(preset, model_dir, skip_finished=False, verbose=True, **settings):
+  """Runs `python run.py --config=<preset>` with overrides, in a subprocess.
+
+  The command is printed (it is the recipe); its output goes to
+  `log_path(model_dir)` as it comes. Settings are checked by name before
+  anything runs, so a misspelt override fails here instead of in run.py's
+  flag parser.
+
+  Args:
+    preset: a preset of tf2/presets.py (None: run.py's defaults).
+    model_dir: where the run writes; may be a gs:// URL.
+    skip_finished: when model_dir already holds a result.json, return it
+      without running (a notebook or benchmark re-run continues where it
+      stopped).
+    verbose: print the command and how long it took.
+    **settings: run.py flags overriding the preset, e.g.
+      checkpoint='/tmp/pretrain', label_fraction=0.1; None values are left
+      out.
+
+  Returns:
+    The run's result.json as a dict; None in --mode=train (nothing is
+    evaluated).
+
+  Raises:
+    RunPyError: run.py failed; the message ends with the log's tail.
+    ValueError: a setting that run.py does not have.
+  """
+  model_dir = str(model_dir)
+  given = {name: value for name, value in settings.items()
+           if value is not None}
+  mode = experiment_lib.compose(given, preset, model_dir).run.mode
+  if skip_finished and is_finished(model_dir):
+    return read_result(model_dir)
+  args = [*([f'--config={preset}'] if preset else []),
+          f'--model_dir={model_dir}',
+          *(f'--{name}={value}' for name, value in given.items())]
+  if verbose:
+    print('$ python run.py', ' '.join(args), flush=True)
+  start = time.time()
+  returncode, tail = _run_logged(args, log_path(model_dir))
+  if returncode:
+    raise RunPyError(
+        f'run.py --config={preset} into {model_dir} failed (exit code '
+        f'{returncode}); the log {log_path(model_dir)} ends:\n{tail}')
+  if verbose:
+    print(f'  {fileio.basename(model_dir)}: {time.time() - start:.0f} s',
+          flush=True)
+  return None if mode == 'train' else read_result(model_dir)
+
+
+# The tiny model: the quickstart's ResNet-18 with the linear head trained
+# beside pretraining on a stopped gradient (the published
+# `lineareval_while_pretraining`), so that it has 10-class logits; batches
+# of 32 and no warm-up, since it trains a handful of steps; evaluated and
+# exported (train_then_eval) so that notebooks find a SavedModel.
+TINY_PRESET = 'digits_quickstart_pretrain'
+TINY_SETTINGS = dict(mode='train_then_eval', lineareval_while_pretraining=True,
+                     train_batch_size=32, warmup_epochs=0)
 
 
 def train_tiny_model(model_dir, data_dir=None, train_steps=6, image_size=16):
-  """Pretrains a tiny ResNet-18 on digits with run.py, unless already done.
+  """Pretrains a tiny ResNet-18 on the digits with run.py, unless done.
 
   Args:
     model_dir: where run.py writes the checkpoint, `saved_model/<step>` and
-      `result.json`. A model_dir that already holds an export is reused.
+      `result.json`. A model_dir that holds a finished run is reused.
     data_dir: TFDS data directory for the digits (None: the TFDS default).
     train_steps: pretraining steps (batches of 32).
     image_size: image height and width in pixels.
@@ -46,24 +200,22 @@ def train_tiny_model(model_dir, data_dir=None, train_steps=6, image_size=16):
     model_dir as a string.
 
   Raises:
-    RuntimeError: run.py failed; the message ends with its log.
+    RunPyError: run.py failed; the message ends with its log.
   """
-  model_dir = os.fspath(model_dir)
-  if find_saved_model(model_dir, required=False):
-    return model_dir
-  args = [sys.executable, str(ROOT / 'run.py'), *TINY_FLAGS,
-          f'--image_size={image_size}', f'--train_steps={train_steps}',
-          f'--checkpoint_steps={train_steps}', f'--model_dir={model_dir}']
-  if data_dir:
-    args.append(f'--data_dir={os.fspath(data_dir)}')
-  pythonpath = os.pathsep.join(
-      p for p in (str(ROOT), os.environ.get('PYTHONPATH')) if p)
-  env = dict(os.environ, PYTHONPATH=pythonpath, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run(args, capture_output=True, text=True, env=env,
-                          cwd=ROOT, check=False)
-  if result.returncode != 0:
-    raise RuntimeError(f'{" ".join(args)} failed:\n{result.stderr[-4000:]}')
-  return model_dir
+  run_py(TINY_PRESET, model_dir, skip_finished=True, data_dir=data_dir,
+         image_size=image_size, train_steps=train_steps,
+         checkpoint_steps=train_steps, **TINY_SETTINGS)
+  return str(model_dir)
+
+
+def _exported_steps(export_root):
+  """Steps of the complete exports `export_root/<step>/saved_model.pb`."""
+  if not fileio.isdir(export_root):
+    return []
+  names = (name.rstrip('/') for name in fileio.listdir(export_root))
+  return sorted(int(name) for name in names if name.isdigit() and
+                fileio.exists(fileio.join(export_root, name,
+                                          'saved_model.pb')))
 
 
 def find_saved_model(path, required=True):
@@ -81,15 +233,14 @@ def find_saved_model(path, required=True):
   Raises:
     FileNotFoundError: no SavedModel there (only with `required`).
   """
-  path = pathlib.Path(path)
-  for candidate in (path, path / 'saved_model'):
-    if (candidate / 'saved_model.pb').exists():
-      return str(candidate)
-  export_root = path / 'saved_model'
-  steps = sorted(int(p.name) for p in export_root.glob('*')
-                 if p.name.isdigit() and (p / 'saved_model.pb').exists())
+  path = str(path)
+  export_root = fileio.join(path, 'saved_model')
+  for candidate in (path, export_root):
+    if fileio.exists(fileio.join(candidate, 'saved_model.pb')):
+      return candidate
+  steps = _exported_steps(export_root)
   if steps:
-    return str(export_root / str(steps[-1]))
+    return fileio.join(export_root, str(steps[-1]))
   if required:
     raise FileNotFoundError(
         f'No SavedModel at {path} nor in {export_root}: run.py exports one '
@@ -99,9 +250,10 @@ def find_saved_model(path, required=True):
 
 def save_figure(fig, figure_dir, name, dpi=100):
   """Saves `fig` as `figure_dir/name.png` and returns the path."""
-  os.makedirs(figure_dir, exist_ok=True)
-  path = os.path.join(os.fspath(figure_dir), f'{name}.png')
-  fig.savefig(path, dpi=dpi, bbox_inches='tight')
+  fileio.makedirs(str(figure_dir))
+  path = fileio.join(figure_dir, f'{name}.png')
+  with fileio.gfile.GFile(path, 'wb') as f:
+    fig.savefig(f, format='png', dpi=dpi, bbox_inches='tight')
   return path
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from colabs import tools
 
 TINY = ['--dataset=digits', '--use_tpu=False', '--resnet_depth=18',
         '--image_size=16', '--train_batch_size=32', '--eval_batch_size=128',
@@ -16,10 +16,9 @@ TINY = ['--dataset=digits', '--use_tpu=False', '--resnet_depth=18',
 
 
 def run_py(*args, data_dir, check=True):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=str(ROOT))
-  result = subprocess.run(
-      [sys.executable, str(ROOT / 'run.py'), f'--data_dir={data_dir}', *args],
-      capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+  """run.py in a subprocess; its CompletedProcess (stdout, stderr apart)."""
+  result = tools.run_py_process([f'--data_dir={data_dir}', *args],
+                                capture_output=True, text=True, timeout=600)
   if check and result.returncode != 0:
     raise AssertionError(f'run.py {" ".join(args)} failed:\n'
                          f'{result.stderr[-4000:]}')
