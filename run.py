@@ -28,7 +28,7 @@ from absl import flags
 
 import tf2  # pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
 
-from tf2 import checkpoint_io
+from tf2 import checkpoint_files
 from tf2 import checkpoint_state
 from tf2 import data as data_lib
 from tf2 import experiment as experiment_lib
@@ -68,7 +68,7 @@ flags.DEFINE_bool('helpconfig', False, 'Print every setting of the '
 # (exit code 1): shown as one line that says what to do, not a traceback.
 _USER_ERRORS = (validation.ConfigError, preflight.PathError,
                 strategy_lib.NoTPUError, data_lib.DatasetNotPreparedError,
-                data_lib.ImageFolderError, checkpoint_io.CheckpointError)
+                data_lib.ImageFolderError, checkpoint_files.CheckpointError)
 _RUN_ERRORS = (run_lock.LockedError, training.NonFiniteLossError,
                checkpoint_state.SaveError)
 

@@ -149,6 +149,8 @@ def test_every_range_rule_is_exercised():
      '--train_mode=pretrain'),
     (dict(proj_head_mode='none', memory_size=16), '--memory_size=16',
      '--proj_head_mode=nonlinear'),
+    (dict(train_mode='finetune', augment_on_device=True),
+     '--augment_on_device=True', 'drop --augment_on_device'),
     (dict(ft_proj_selector=4), '--ft_proj_selector=4', '0..3'),
     (dict(proj_head_mode='linear', ft_proj_selector=2),
      '--ft_proj_selector=2', '0..1'),

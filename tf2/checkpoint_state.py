@@ -19,6 +19,7 @@ from tf2 import checkpoint_files
 from tf2 import checkpoint_restore
 from tf2 import fileio
 from tf2 import memory_buffer
+from tf2 import precision
 
 
 class SaveError(RuntimeError):
@@ -63,7 +64,9 @@ class CheckpointState:
 
   Args:
     model: the Model being trained.
-    optimizer: its optimizer (its `iterations` is the global step).
+    optimizer: its optimizer (its `iterations` is the global step); a
+      LossScaleOptimizer is saved as its inner optimizer plus `loss_scale`
+      (precision.checkpoint_objects), so the keys are a float32 run's.
     model_dir: where checkpoints go.
     keep_checkpoint_max: checkpoints kept (older ones are deleted).
     memory: the MemoryBuffer of pretraining with a memory, or None.
@@ -76,7 +79,7 @@ class CheckpointState:
     self.memory = memory
     self.model_dir = model_dir
     objects = dict(model=model, global_step=optimizer.iterations,
-                   optimizer=optimizer)
+                   **precision.checkpoint_objects(optimizer))
     if memory is not None:
       objects['memory'] = memory
     self.checkpoint = tf.train.Checkpoint(**objects)

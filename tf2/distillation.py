@@ -8,7 +8,7 @@ the teacher's and the student's temperature-scaled softmax,
 
   L_distill = - mean_x sum_y P_T(y | x; tau) log P_S(y | x; tau).
 
-The teacher is any checkpoint `checkpoint_io` can read (ours or Google's, of
+The teacher is any checkpoint `checkpoint_restore` can read (ours or Google's, of
 any architecture), rebuilt as a `Model` and only ever run in inference mode:
 its batch-norm statistics and weights never change.
 """
@@ -16,7 +16,9 @@ its batch-norm statistics and weights never change.
 from absl import logging
 import tensorflow as tf
 
-from tf2 import checkpoint_io
+from tf2 import architecture
+from tf2 import checkpoint_files
+from tf2 import checkpoint_restore
 from tf2 import fileio
 from tf2 import model as model_lib
 
@@ -107,30 +109,31 @@ def load_teacher(path, image_size, num_classes=None, ft_proj_selector=None):
     A `Model` with a supervised head, weights restored, `trainable=False`.
 
   Raises:
-    checkpoint_io.CheckpointError: unreadable, or the checkpoint has no
+    checkpoint_files.CheckpointError: unreadable, or the checkpoint has no
       supervised head (a pretrained-only model cannot teach), or its head
       predicts another number of classes.
   """
-  arch = checkpoint_io.infer_architecture(path)
+  arch = architecture.infer_architecture(path)
   if not arch['has_supervised_head']:
-    raise checkpoint_io.CheckpointError(
+    raise checkpoint_files.CheckpointError(
         f'The teacher {path} has no supervised head, so it cannot label '
         'images: fine-tune it first (--train_mode=finetune) and pass the '
         'fine-tuned checkpoint as --teacher_checkpoint.')
   if num_classes is not None and arch['num_classes'] != num_classes:
-    raise checkpoint_io.CheckpointError(
+    raise checkpoint_files.CheckpointError(
         f'The teacher {path} predicts {arch["num_classes"]} classes but the '
         f'dataset has {num_classes}: pass a teacher fine-tuned on this '
         'dataset.')
   selector, source = teacher_ft_proj_selector(path, ft_proj_selector)
-  config = checkpoint_io.model_config_for(
+  config = architecture.model_config_for(
       arch, image_size=image_size, ft_proj_selector=selector,
       cifar_stem=arch['cifar_stem'])
   teacher = model_lib.build_model(config)
-  report = checkpoint_io.restore_model_weights(teacher, path, strict=False)
+  report = checkpoint_restore.restore_model_weights(teacher, path,
+                                                    strict=False)
   teacher.trainable = False
   logging.info('Teacher %s: %s; ft_proj_selector=%d (%s). %s', path,
-               checkpoint_io.describe_architecture(arch), selector, source,
+               architecture.describe_architecture(arch), selector, source,
                report.summary())
   return teacher
 

@@ -1,21 +1,28 @@
 """Evaluation of a checkpoint: metrics, summaries, result files, export.
 
 Writes what the reference writes: eval summaries, `result.json` and
-`result_<step>.json` in model_dir, then the SavedModel of that step.
+`result_<step>.json` in model_dir, then the SavedModel of that step. What
+is measured is a list of evaluators, each `fn(model) -> {name: value}`
+(the linear head's accuracy, `evaluate`; a kNN classifier, `knn.py`), so
+adding a measurement adds an entry, not a branch (big_vision's evaluators).
 """
 
 from absl import logging
 import tensorflow as tf
 
-from tf2 import checkpoint_io
+from tf2 import checkpoint_restore
 from tf2 import export
 from tf2 import fileio
 from tf2 import metrics as metrics_lib
 from tf2 import optimization
 
 
+class EmptyEvalError(ValueError):
+  """An evaluation saw no example; nothing is written."""
+
+
 def evaluate(model, strategy, dataset, eval_steps, optimizer_name,
-             weight_decay):
+             weight_decay, jit_compile=False):
   """Top-1 / top-5 accuracy of the supervised head over `eval_steps` batches.
 
   Args:
@@ -24,6 +31,8 @@ def evaluate(model, strategy, dataset, eval_steps, optimizer_name,
     dataset: distributed eval dataset of (images, {'labels': one_hot}).
     eval_steps: number of batches; the dataset may end earlier.
     optimizer_name, weight_decay: for the reported regularization loss.
+    jit_compile: compile each replica's forward pass with XLA (eval runs
+      no collective: batch norm uses its moving statistics).
 
   Returns:
     {summary name: float}.
@@ -34,18 +43,27 @@ def evaluate(model, strategy, dataset, eval_steps, optimizer_name,
   def step(images, labels):
     _, logits = model(images, training=False)
     regularization = optimization.weight_decay_loss(
-        model.trainable_variables, weight_decay, optimizer_name)
+        model, weight_decay, optimizer_name)
     metrics_lib.update_eval(metrics, labels, logits, regularization)
+
+  if jit_compile:
+    step = tf.function(step, jit_compile=True)
 
   @tf.function
   def run_step(batch):
     images, labels = batch
     strategy.run(step, (images, labels['labels']))
 
-  for i, batch in enumerate(dataset):
-    if i >= eval_steps:
+  batches = 0
+  for batch in dataset:
+    if batches >= eval_steps:
       break
     run_step(batch)
+    batches += 1
+  if not batches:
+    raise EmptyEvalError('The evaluation split yielded no batch, so there is '
+                         'nothing to measure (and result.json is left as it '
+                         'is): check --eval_split and --eval_steps.')
   return metrics_lib.results(metrics)
 
 
@@ -66,37 +84,38 @@ def _report(results, model_dir, step):
   logging.info('Eval at step %d: %s', step, results)
 
 
-def evaluate_checkpoint(model, strategy, dataset, eval_steps, checkpoint_path,
-                        model_dir, optimizer_name, weight_decay,
-                        keep_hub_module_max, run_eval=True,
-                        extra_eval=None):
+def evaluate_checkpoint(model, checkpoint_path, model_dir, evaluators,
+                        keep_hub_module_max):
   """Restores `checkpoint_path`, evaluates, writes results and exports.
 
+  Every evaluator runs before anything is written, so a failed evaluation
+  leaves result.json as it was.
+
   Args:
-    extra_eval: optional `fn(model) -> {name: float}` run after the restore
-      (e.g. a kNN evaluation of the representation); its results are
-      reported, summarised and written with the others.
+    model: the built Model to restore into.
+    checkpoint_path: a checkpoint of that model.
+    model_dir: where summaries, result files and the SavedModel go.
+    evaluators: `fn(model) -> {name: float}` each (e.g. `evaluate`'s
+      linear-head accuracy, a kNN evaluation of the representation); none
+      for a model with nothing to measure (it is exported only).
+    keep_hub_module_max: exports kept (0: all).
 
   Returns:
     The results dict (with `global_step`).
   """
-  checkpoint_io.verify_matches_model(model, checkpoint_path)
+  checkpoint_restore.verify_matches_model(model, checkpoint_path)
   global_step = tf.Variable(0, dtype=tf.int64)
   tf.train.Checkpoint(model=model, global_step=global_step).restore(
       checkpoint_path).expect_partial()
   step = int(global_step.numpy())
+  measured = [evaluator(model) for evaluator in evaluators]
+  if not measured:
+    logging.info('Nothing to evaluate (pretraining without linear eval or '
+                 'kNN); exporting only.')
   results = {}
-  if run_eval:
-    results = evaluate(model, strategy, dataset, eval_steps, optimizer_name,
-                       weight_decay)
-    _report(results, model_dir, step)
-  elif extra_eval is None:
-    logging.info('No supervised head to evaluate (pretraining without linear '
-                 'eval); exporting only.')
-  if extra_eval is not None:
-    extra = extra_eval(model)
-    _report(extra, model_dir, step)
-    results.update(extra)
+  for part in measured:
+    _report(part, model_dir, step)
+    results.update(part)
   results = write_results(model_dir, results, step)
   export.export_step(model, model_dir, step, keep_hub_module_max)
   return results

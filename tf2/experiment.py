@@ -93,6 +93,9 @@ class DataSection:
       0, 'Use labels of only this many examples per class of --train_split. '
       '0: all labels.')
   label_seed: int = _field(0, 'Seed of the labeled-subset choice.')
+  augment_on_device: bool = _field(
+      False, 'Pretraining: crop, resize and flip on the host, colour '
+      'distortion (same distributions) on the accelerator, batched.')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +196,14 @@ class RunSection:
       '--train_split, read once.')
   knn_k: int = _field(200, 'Neighbours of the kNN evaluation.')
   knn_temperature: float = _field(0.07, 'Temperature of the kNN votes.')
+  mixed_precision: str = _field(
+      'float32', 'Compute precision: float32 (as published), mixed_bfloat16 '
+      'or mixed_float16 (with dynamic loss scaling). Variables, batch-norm '
+      'statistics, losses and the optimizer stay float32.',
+      ('float32', 'mixed_bfloat16', 'mixed_float16'))
+  jit_compile: bool = _field(
+      False, 'Compile the train and eval steps with XLA (on GPUs with the '
+      'cross-replica reductions inside).')
   use_tpu: bool = _field(True, 'Whether to run on TPU.')
   tpu_name: Optional[str] = _field(None, 'The Cloud TPU to use for training.')
   tpu_zone: Optional[str] = _field(None, 'GCE zone where the Cloud TPU is '

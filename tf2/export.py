@@ -14,6 +14,8 @@ the loaded module can be fine-tuned as a whole.
 import tensorflow as tf
 
 from tf2 import fileio
+from tf2 import model as model_lib
+from tf2 import precision
 
 SIGNATURE_KEYS = ('initial_conv', 'initial_max_pool', 'block_group1',
                   'block_group2', 'block_group3', 'block_group4',
@@ -45,8 +47,27 @@ def build_saved_model(model):
   return module
 
 
+def float32_copy(model):
+  """A freshly built float32 Model holding `model`'s weights.
+
+  Exports compute in float32 whatever the model was trained in (a
+  mixed-precision model computes in 16 bits), and every variable of the
+  copy is trainable as in the published SavedModels (the memory's EMA
+  model keeps its own weights non-trainable).
+  """
+  with precision.policy('float32'):
+    copy = model_lib.build_model(model.config)
+  for target, source in zip(model_lib.variables_in_creation_order(copy),
+                            model_lib.variables_in_creation_order(model)):
+    target.assign(tf.cast(source.read_value(), target.dtype))
+  return copy
+
+
 def export_saved_model(model, export_dir):
   """Writes the SavedModel to `export_dir` atomically, on any filesystem.
+
+  A model trained under a mixed-precision policy is exported as its float32
+  copy, so every export has the published float32 signature.
 
   The export is written to a temporary sibling and moved into place
   (`fileio.replace_dir_atomic`, `saved_model.pb` last), so an interrupted
@@ -56,6 +77,8 @@ def export_saved_model(model, export_dir):
   Returns:
     export_dir.
   """
+  if model.dtype_policy.name != 'float32':
+    model = float32_copy(model)
   module = build_saved_model(model)
   return fileio.replace_dir_atomic(
       lambda tmp_dir: tf.saved_model.save(module, tmp_dir), export_dir,

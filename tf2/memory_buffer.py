@@ -265,12 +265,8 @@ class MemoryBuffer(tf.Module):
       export_dir.
     """
     from tf2 import export  # pylint: disable=g-import-not-at-top
-    published = model_lib.build_model(self.ema_model.config)
-    for target, source in zip(model_lib.variables_in_creation_order(published),
-                              model_lib.variables_in_creation_order(
-                                  self.ema_model)):
-      target.assign(source.read_value())
-    return export.export_saved_model(published, export_dir)
+    return export.export_saved_model(export.float32_copy(self.ema_model),
+                                     export_dir)
 
 
 def _ema_step(ema, online, decay):

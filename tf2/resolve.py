@@ -14,7 +14,7 @@ training run compute the same numbers.
 
 import math
 
-from tf2 import checkpoint_io
+from tf2 import architecture
 from tf2 import data as data_lib
 from tf2 import experiment as experiment_lib
 from tf2 import schedule
@@ -103,7 +103,7 @@ def resolve(experiment, builder, num_replicas, subset=None, arch=None,
     builder: the prepared TFDS builder of `data.dataset`.
     num_replicas: replicas of the strategy the run uses.
     subset: the `label_subset.LabelSubset` of the run, or None.
-    arch: `checkpoint_io.infer_architecture` of the checkpoint the run
+    arch: `architecture.infer_architecture` of the checkpoint the run
       starts from (model_dir's latest, else `--checkpoint`), or None.
     arch_path: that checkpoint, for messages.
 
@@ -143,4 +143,4 @@ def resolve(experiment, builder, num_replicas, subset=None, arch=None,
 
 def architecture_of(path):
   """`infer_architecture(path)`, or None without a path."""
-  return checkpoint_io.infer_architecture(path) if path else None
+  return architecture.infer_architecture(path) if path else None

@@ -15,6 +15,7 @@ from absl import logging
 import tensorflow as tf
 
 from tf2 import checkpoint_state
+from tf2 import color_augment
 from tf2 import config as config_lib
 from tf2 import data as data_lib
 from tf2 import distillation
@@ -26,6 +27,7 @@ from tf2 import label_subset as label_subset_lib
 from tf2 import memory_buffer
 from tf2 import model as model_lib
 from tf2 import optimization
+from tf2 import precision
 from tf2 import preflight
 from tf2 import resolve as resolve_lib
 from tf2 import run_lock
@@ -117,6 +119,12 @@ def prepare(experiment):
   run = experiment.run
   strategy = strategy_lib.build_strategy(
       run.use_tpu, run.tpu_name, run.tpu_zone, run.gcp_project, run.master)
+  if (run.jit_compile and strategy.num_replicas_in_sync > 1 and
+      not training.whole_step_compilable(strategy)):
+    raise validation.ConfigError(
+        f'--jit_compile with {strategy.num_replicas_in_sync} CPU replicas: '
+        'XLA cannot compile the collectives between CPU replicas; use one '
+        'replica (the default on CPUs) or GPUs, or drop --jit_compile.')
   builder = data_lib.get_builder(experiment.data.dataset,
                                  experiment.data.data_dir)
   if image_folder.is_image_folder(experiment.data.dataset):
@@ -158,10 +166,11 @@ def _input_kwargs(experiment, split, subset=None):
               train_mode=train_mode, cache_dataset=data.cache_dataset,
               color_jitter_strength=data.color_jitter_strength,
               labeled_ids=None if subset is None else subset.labeled_ids,
-              labeled_only=train_mode == 'finetune')
+              labeled_only=train_mode == 'finetune',
+              augment_on_device=data.augment_on_device)
 
 
-def _knn_eval_fn(context, eval_dataset):
+def _knn_evaluator(context, eval_dataset):
   """`fn(model)` of the kNN evaluation, its memory the labeled train split."""
   experiment = context.experiment
   data, run = experiment.data, experiment.run
@@ -181,19 +190,30 @@ def _knn_eval_fn(context, eval_dataset):
   return knn_eval
 
 
-def evaluate_checkpoint(context, model, checkpoint_path):
-  """Evaluates one checkpoint, writes its results and exports it."""
+def evaluators(context, model):
+  """The measurements of --eval_knn and of the supervised head, if any."""
   experiment = context.experiment
   data, run = experiment.data, experiment.run
   dataset = data_lib.build_distributed_dataset(
       context.builder, data.eval_batch_size, False, context.strategy,
       **_input_kwargs(experiment, data.eval_split))
-  extra_eval = _knn_eval_fn(context, dataset) if run.eval_knn else None
+  found = []
+  if model.supervised_head is not None:
+    found.append(lambda m: evaluation.evaluate(
+        m, context.strategy, dataset, experiment.resolved.eval_steps,
+        experiment.optimizer.optimizer, experiment.optimizer.weight_decay,
+        jit_compile=run.jit_compile))
+  if run.eval_knn:
+    found.append(_knn_evaluator(context, dataset))
+  return found
+
+
+def evaluate_checkpoint(context, model, checkpoint_path):
+  """Evaluates one checkpoint, writes its results and exports it."""
+  run = context.experiment.run
   return evaluation.evaluate_checkpoint(
-      model, context.strategy, dataset, experiment.resolved.eval_steps,
-      checkpoint_path, run.model_dir, experiment.optimizer.optimizer,
-      experiment.optimizer.weight_decay, run.keep_hub_module_max,
-      run_eval=model.supervised_head is not None, extra_eval=extra_eval)
+      model, checkpoint_path, run.model_dir, evaluators(context, model),
+      run.keep_hub_module_max)
 
 
 def build_model(context):
@@ -300,8 +320,9 @@ def _train_locked(context):
         optim.learning_rate, resolved.num_train_examples,
         data.train_batch_size, optim.warmup_epochs, resolved.train_steps,
         optim.learning_rate_scaling)
-    optimizer = optimization.build_optimizer(
-        optim.optimizer, learning_rate, optim.momentum, optim.weight_decay)
+    optimizer = precision.wrap_optimizer(optimization.build_optimizer(
+        optim.optimizer, learning_rate, optim.momentum, optim.weight_decay,
+        model=model), run.mixed_precision)
     memory = None
     if experiment.loss.memory_size:
       memory = memory_buffer.MemoryBuffer(
@@ -313,14 +334,18 @@ def _train_locked(context):
         run.checkpoint, use_ema=run.use_ema,
         zero_init_logits_layer=experiment.model.zero_init_logits_layer))
 
+  augment_fn = None
+  if data.augment_on_device:
+    augment_fn = color_augment.make_augment_fn(data.color_jitter_strength)
   summary_writer = tf.summary.create_file_writer(run.model_dir)
   views = data.train_batch_size * (2 if run.train_mode == 'pretrain' else 1)
   metrics = training.train(
       state, strategy, dataset, loss_config(experiment),
       resolved.train_steps, resolved.steps_per_loop, learning_rate,
-      summary_writer, teacher=teacher, memory=memory,
+      summary_writer, teacher=teacher, memory=memory, augment_fn=augment_fn,
       nan_policy=run.nan_policy, views_per_step=views,
-      progress_interval_s=run.progress_interval_secs)
+      progress_interval_s=run.progress_interval_secs,
+      jit_compile=run.jit_compile)
   logging.info('Training complete.')
   if memory is not None:
     ema_dir = fileio.join(run.model_dir, 'saved_model_ema',
@@ -334,8 +359,13 @@ def _train_locked(context):
 
 
 def run(experiment):
-  """Runs `experiment` in its --mode; see the module docstring."""
-  context = prepare(experiment)
-  if context.experiment.run.mode == 'eval':
-    return evaluate_until_done(context)
-  return train(context)
+  """Runs `experiment` in its --mode; see the module docstring.
+
+  Every model is built under the experiment's precision policy (tf_keras's
+  global policy, restored afterwards).
+  """
+  with precision.policy(experiment.run.mixed_precision):
+    context = prepare(experiment)
+    if context.experiment.run.mode == 'eval':
+      return evaluate_until_done(context)
+    return train(context)

@@ -24,6 +24,7 @@ from tf2 import memory_buffer
 from tf2 import metrics as metrics_lib
 from tf2 import objective
 from tf2 import optimization
+from tf2 import precision
 from tf2 import progress as progress_lib
 
 NAN_POLICIES = ('stop', 'skip_step')
@@ -131,7 +132,7 @@ def compute_loss(model, images, labels, loss_config, strategy=None,
       metrics_lib.update_supervised(metrics, sup_loss, labels, logits,
                                     labeled)
   weight_decay = optimization.weight_decay_loss(
-      model.trainable_variables, loss_config.weight_decay,
+      model, loss_config.weight_decay,
       loss_config.optimizer)
   loss += tf.cast(weight_decay, loss.dtype)
   if metrics is not None:
@@ -162,6 +163,12 @@ def _apply_if(finite, optimizer, pairs):
   gradients as usual (the pattern of Keras's LossScaleOptimizer).
   """
 
+  if tf.__internal__.distribute.strategy_supports_no_merge_call():
+    # Inside XLA on GPUs (whole_step_compilable) there is no merge_call:
+    # the replicas take the same branch since `finite` is all-reduced.
+    return tf.cond(finite, lambda: optimizer.apply_gradients(pairs),
+                   tf.no_op)
+
   def choose(strategy, finite, pairs):
     def apply():
       strategy.extended.call_for_each_replica(
@@ -174,13 +181,32 @@ def _apply_if(finite, optimizer, pairs):
       choose, args=(finite, pairs))
 
 
+def whole_step_compilable(strategy):
+  """Whether XLA can compile a replica's whole step, collectives included.
+
+  TensorFlow compiles the cross-replica reductions (of the synchronised
+  batch norm, the gathered negatives, the gradients) into XLA only on GPUs:
+  there it drops its merge_call synchronisation inside XLA. On CPUs XLA has
+  no collectives ('Collectives are not yet implemented for CPU devices when
+  compiling with XLA'), so only a single replica's forward and backward pass
+  can be compiled, and its update runs outside.
+  """
+  if not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy():
+    # The default strategy: one replica wherever TensorFlow places ops.
+    return bool(tf.config.list_logical_devices('GPU'))
+  return all('GPU' in d.upper() for d in strategy.extended.worker_devices)
+
+
 def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
                     teacher=None, memory=None, augment_fn=None,
-                    nan_policy='stop'):
+                    nan_policy='stop', jit_compile=False):
   """Returns `step(images, labels, labeled=None)` to run on each replica.
 
   Args:
     model, optimizer, loss_config, strategy, metrics: see `compute_loss`.
+      The optimizer may be a LossScaleOptimizer (precision.wrap_optimizer,
+      mixed_float16): the loss is scaled and the gradients unscaled, and it
+      skips steps whose scaled gradients overflow, as loss scaling does.
     teacher: the teacher Model when loss_config.train_mode == 'distill'.
     memory: optional MemoryBuffer (pretraining): read by the loss, then,
       after the update, its moving average follows the model and this
@@ -191,6 +217,10 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
     nan_policy: 'stop' applies every update (the loop stops after a
       non-finite one, which is never saved); 'skip_step' applies none of a
       step whose loss or gradients are not finite on some replica.
+    jit_compile: compile the step with XLA: on GPUs all of it, the
+      cross-replica gather of negatives, the synchronised batch norm and the
+      update included; on one CPU replica its forward and backward pass
+      (see `whole_step_compilable`).
 
   Returns:
     step, returning this replica's loss, or NaN when the loss or a gradient
@@ -207,22 +237,40 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
   # Made now if new: a Keras optimizer creates its step counter on first
   # use, which must not happen inside the replica step's tf.function.
   step_counter = optimizer.iterations
+  loss_scaled = precision.is_loss_scaled(optimizer)
 
-  def step(images, labels, labeled=None):
-    if augment_fn is not None:
-      images = augment_fn(images, _replica_step_seed(step_counter))
+  def loss_and_gradients(images, labels, labeled):
     with tf.GradientTape() as tape:
       loss = compute_loss(model, images, labels, loss_config, strategy,
                           metrics, labeled=labeled, teacher=teacher,
                           memory=memory)
       # apply_gradients sums over replicas; dividing gives the mean gradient.
-      scaled_loss = loss / strategy.num_replicas_in_sync
-    variables = model.trainable_variables
-    grads = tape.gradient(scaled_loss, variables)
+      scaled_loss = precision.scaled(
+          optimizer, loss / strategy.num_replicas_in_sync)
+    grads = tape.gradient(scaled_loss, model.trainable_variables)
+    return loss, precision.unscaled(optimizer, grads)
+
+  compile_whole_step = jit_compile and whole_step_compilable(strategy)
+  if jit_compile and not compile_whole_step:
+    if strategy.num_replicas_in_sync > 1:
+      raise ValueError(
+          'jit_compile with several replicas needs GPUs: XLA cannot compile '
+          'the collectives between CPU replicas (see whole_step_compilable).')
+    loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
+
+  def update(images, labels, labeled):
+    """Augments, updates; returns (loss or NaN, the images trained on)."""
+    if augment_fn is not None:
+      images = augment_fn(images, _replica_step_seed(step_counter))
+    loss, grads = loss_and_gradients(images, labels, labeled)
     # Layers that do not reach the loss (the projection head when fine-tuning
     # from the encoder output) have no gradient; they are left untouched.
-    pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-    finite = _all_finite(loss, [g for g, _ in pairs])
+    pairs = [(g, v) for g, v in zip(grads, model.trainable_variables)
+             if g is not None]
+    # Under loss scaling an overflowing gradient is expected now and then:
+    # the optimizer skips that step and lowers the scale; only the loss
+    # tells of a diverging run.
+    finite = _all_finite(loss, [] if loss_scaled else [g for g, _ in pairs])
     if nan_policy == 'skip_step':
       context = tf.distribute.get_replica_context()
       failures = context.all_reduce(tf.distribute.ReduceOp.SUM,
@@ -231,11 +279,18 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
       _apply_if(finite, optimizer, pairs)
     else:
       optimizer.apply_gradients(pairs)
+    return tf.where(finite, loss, tf.constant(float('nan'), loss.dtype)), images
+
+  if compile_whole_step:
+    update = tf.function(update, jit_compile=True)
+
+  def step(images, labels, labeled=None):
+    loss, images = update(images, labels, labeled)
     if memory is not None:
-      # Also after a skipped step: the EMA model's weights and this batch's
-      # keys are finite either way.
+      # Outside XLA (its updates synchronise replicas by merge_call); also
+      # after a skipped step: the EMA weights and the keys are finite.
       memory_buffer.update_memory(memory, model, images, strategy)
-    return tf.where(finite, loss, tf.constant(float('nan'), loss.dtype))
+    return loss
 
   return step
 
@@ -288,7 +343,7 @@ def _nonfinite_message(step, latest):
 def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
           learning_rate, summary_writer, teacher=None, memory=None,
           augment_fn=None, nan_policy='stop', views_per_step=0,
-          progress_interval_s=60.0):
+          progress_interval_s=60.0, jit_compile=False):
   """Trains until `train_steps`, saving a checkpoint every `steps_per_loop`.
 
   Between checkpoints the loop runs in chunks of about `progress_interval_s`
@@ -310,6 +365,7 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
     nan_policy: 'stop' or 'skip_step' (see the module docstring).
     views_per_step: images per step through the network, for views/s.
     progress_interval_s: seconds between progress lines.
+    jit_compile: compile each step's forward and backward pass with XLA.
 
   Returns:
     The last train metrics, {summary name: value}.
@@ -322,7 +378,8 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
     metrics = build_metrics(loss_config)
   step = make_train_step(state.model, state.optimizer, loss_config, strategy,
                          metrics, teacher=teacher, memory=memory,
-                         augment_fn=augment_fn, nan_policy=nan_policy)
+                         augment_fn=augment_fn, nan_policy=nan_policy,
+                         jit_compile=jit_compile)
   train_loop = make_train_loop(strategy, step,
                                stop_on_nonfinite=nan_policy == 'stop')
   iterator = iter(dataset)

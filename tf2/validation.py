@@ -153,6 +153,10 @@ def _check_training_mode(experiment):
     raise ConfigError('--train_mode=distill needs --teacher_checkpoint: the '
                       'fine-tuned model whose predictions the student learns '
                       '(a checkpoint, model_dir or SavedModel).')
+  if experiment.data.augment_on_device and run.train_mode != 'pretrain':
+    _fail(experiment, 'augment_on_device', 'only pretraining distorts '
+          'colours, so there is nothing to move to the accelerator',
+          'drop --augment_on_device')
   if loss.memory_size:
     if run.train_mode != 'pretrain':
       _fail(experiment, 'memory_size', 'the memory holds negatives of the '
