@@ -17,6 +17,8 @@ and keys) with an input gradient that avoids TensorFlow's slow CPU kernel.
 
 import tensorflow as tf
 import tf_keras
+# No public API says whether a GradientTape is recording.
+from tensorflow.python.eager import record  # pylint: disable=g-direct-tensorflow-import
 
 from tf2 import conv_ops
 
@@ -44,15 +46,35 @@ class BatchNormRelu(tf_keras.layers.Layer):
   """Batch norm (optionally synchronised across replicas), then optional ReLU.
 
   With `global_bn` the statistics are computed over the global batch of all
-  replicas (SyncBatchNormalization), as in the paper. Otherwise the standard
-  layer is used, which picks the fused kernel for 4-D inputs: same maths,
-  faster than the reference's `fused=False`.
+  replicas (SyncBatchNormalization), as in the paper. Otherwise the layer is
+  the reference's `BatchNormalization(fused=False)`: `tf.nn.moments`, then
+  `tf.nn.batch_normalization`, op for op.
+
+  Why not the fused kernel, although it is the same maths: in training mode
+  every batch norm normalises with its batch's statistics, so a different
+  float32 reduction order (the fused kernel's) is amplified block after
+  block. On deep selective-kernel networks it put our train-mode outputs
+  ~1e-3 (block_group4) to ~5e-3 (projection head) of their scale away from
+  the reference's, which reproduces itself bit for bit across processes on
+  the same machine; with the reference's ops the two agree bit for bit
+  (benchmarks/train_mode_drift.py). The fused kernel also averages the
+  unbiased (N / (N - 1)) batch variance into the moving variance, where the
+  reference averages the biased one.
+
+  Why the gradient is still fast: the unfused ops' automatic gradient is some
+  ten element-wise passes and costs ~10% of a CPU train step. In training,
+  while a gradient tape records and `conv_ops.cpu_gradients_enabled()` (no
+  GPU/TPU visible), the same forward ops carry TensorFlow's fused
+  batch-norm gradient kernel instead (equal to float32 rounding); the
+  moving averages are updated as the Keras layer updates them. Elsewhere
+  (inference, export, accelerators) the Keras layer runs as is.
   """
 
   def __init__(self, relu=True, init_zero=False, center=True, scale=True,
                batch_norm_decay=0.9, global_bn=False, **kwargs):
     super().__init__(**kwargs)
     self.relu = relu
+    self.global_bn = global_bn
     gamma_initializer = 'zeros' if init_zero else 'ones'
     bn_kwargs = dict(axis=-1, momentum=batch_norm_decay,
                      epsilon=BATCH_NORM_EPSILON, center=center, scale=scale,
@@ -61,13 +83,81 @@ class BatchNormRelu(tf_keras.layers.Layer):
       self.bn = tf_keras.layers.experimental.SyncBatchNormalization(
           **bn_kwargs)
     else:
-      self.bn = tf_keras.layers.BatchNormalization(**bn_kwargs)
+      self.bn = tf_keras.layers.BatchNormalization(fused=False, **bn_kwargs)
 
   def call(self, inputs, training=None):
-    outputs = self.bn(inputs, training=training)
+    if self._fused_gradient_applies(inputs, training):
+      outputs = self._normalize_with_fused_gradient(inputs)
+    else:
+      outputs = self.bn(inputs, training=training)
     if self.relu:
       outputs = tf.nn.relu(outputs)
     return outputs
+
+  def _fused_gradient_applies(self, inputs, training):
+    # Only where the Keras layer would normalise with batch statistics
+    # (training, trainable) and a gradient may be taken; a symbolic
+    # `training` is left to the Keras layer. Never with a GPU visible, even
+    # when conv_ops' gradients are forced on: cuDNN's gradient kernel reads
+    # other saved statistics than the CPU kernel this path feeds.
+    return (isinstance(training, (bool, int)) and bool(training) and
+            not self.global_bn and self.bn.built and self.bn.trainable and
+            inputs.shape.rank == 4 and record.could_possibly_record() and
+            conv_ops.cpu_gradients_enabled() and
+            not tf.config.list_logical_devices('GPU'))
+
+  def _normalize_with_fused_gradient(self, inputs):
+    """The Keras layer's training-mode output, with the fused gradient.
+
+    Args:
+      inputs: (B, H, W, C), any float dtype (16-bit inputs are normalised in
+        float32, as the Keras layer does).
+
+    Returns:
+      (B, H, W, C) normalised, in the inputs' dtype; the moving statistics
+      are updated with the batch's.
+    """
+    bn = self.bn
+    x = tf.cast(inputs, tf.float32)
+    # The fused gradient kernel needs a scale; one without gamma gets ones
+    # (and the forward pass still omits it, as the Keras layer does).
+    channels = x.shape[-1]
+    gamma = bn.gamma if bn.scale else tf.ones([channels])
+    beta = bn.beta if bn.center else tf.zeros([channels])
+
+    @tf.custom_gradient
+    def normalize(x, gamma, beta):
+      mean, variance = tf.nn.moments(x, [0, 1, 2])
+      outputs = tf.nn.batch_normalization(
+          x, mean, variance, beta if bn.center else None,
+          gamma if bn.scale else None, bn.epsilon)
+
+      def grad(doutputs, unused_dmean, unused_dvariance):
+        # The CPU (and XLA) kernel takes the batch mean and variance.
+        dx, dgamma, dbeta, _, _ = tf.raw_ops.FusedBatchNormGradV3(
+            y_backprop=doutputs, x=x, scale=gamma, reserve_space_1=mean,
+            reserve_space_2=variance, reserve_space_3=variance,
+            epsilon=bn.epsilon, data_format='NHWC', is_training=True)
+        return dx, dgamma, dbeta
+
+      return (outputs, mean, variance), grad
+
+    outputs, mean, variance = normalize(x, gamma, beta)
+    batch_size = tf.shape(x)[0]
+
+    def update_moving_averages():
+      # The Keras layer's update, (moving - batch) * (1 - momentum); an empty
+      # batch (an idle replica) leaves the averages as they are.
+      decay = tf.cast(1.0 - bn.momentum, tf.float32)
+      for moving, value in ((bn.moving_mean, mean),
+                            (bn.moving_variance, variance)):
+        delta = (moving - tf.stop_gradient(value)) * decay
+        moving.assign_sub(tf.where(batch_size > 0, delta,
+                                   tf.zeros_like(delta)))
+
+    # add_update, as the Keras layer: skipped in a cross-replica context.
+    self.add_update(update_moving_averages)
+    return tf.cast(outputs, inputs.dtype)
 
 
 class DropBlock(tf_keras.layers.Layer):
