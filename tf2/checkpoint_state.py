@@ -70,10 +70,13 @@ class CheckpointState:
     model_dir: where checkpoints go.
     keep_checkpoint_max: checkpoints kept (older ones are deleted).
     memory: the MemoryBuffer of pretraining with a memory, or None.
+    save_dir: on a cluster's non-chief worker, where its saves go (each is
+      removed once written: every worker must take part in a save, only the
+      chief's is kept); None saves into model_dir.
   """
 
   def __init__(self, model, optimizer, model_dir, keep_checkpoint_max,
-               memory=None):
+               memory=None, save_dir=None):
     self.model = model
     self.optimizer = optimizer
     self.memory = memory
@@ -83,8 +86,9 @@ class CheckpointState:
     if memory is not None:
       objects['memory'] = memory
     self.checkpoint = tf.train.Checkpoint(**objects)
+    self.save_dir = save_dir
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, directory=model_dir,
+        self.checkpoint, directory=save_dir or model_dir,
         max_to_keep=keep_checkpoint_max)
 
   @property
@@ -114,9 +118,10 @@ class CheckpointState:
             f'{latest}: reading it failed ({str(e).splitlines()[0][:200]}). '
             'Move it away to resume from the checkpoint before it.') from None
       message = f'Resumed from {latest} at step {int(self.global_step.numpy())}.'
-      if latest != self.manager.latest_checkpoint:
-        message += (f' (The newer {self.manager.latest_checkpoint} is damaged '
-                    'and will be overwritten.)')
+      newest = tf.train.latest_checkpoint(self.model_dir)
+      if latest != newest:
+        message += (f' (The newer {newest} is damaged and will be '
+                    'overwritten.)')
       if self.memory is not None and not memory_buffer.checkpoint_has_memory(
           latest):
         self.memory.initialize_from(self.model)
@@ -144,9 +149,9 @@ class CheckpointState:
     """
     step = int(self.global_step.numpy())
     try:
-      return self.manager.save(checkpoint_number=step)
+      path = self.manager.save(checkpoint_number=step)
     except (tf.errors.OpError, OSError) as e:
-      prefix = fileio.join(self.model_dir, f'ckpt-{step}')
+      prefix = fileio.join(self.save_dir or self.model_dir, f'ckpt-{step}')
       for debris in fileio.glob(prefix + '.*') + fileio.glob(prefix + '_temp*'):
         if fileio.isdir(debris):
           fileio.rmtree(debris)
@@ -158,3 +163,12 @@ class CheckpointState:
           f'({detail}); its partial files were removed and the earlier '
           'checkpoints are kept. Free some space (or fix the permissions) '
           'and run the same command again to resume.') from None
+    if self.save_dir is not None:
+      fileio.rmtree(self.save_dir)
+      return None
+    return path
+
+  @property
+  def latest_checkpoint(self):
+    """The newest checkpoint this process saved in model_dir, or None."""
+    return None if self.save_dir else self.manager.latest_checkpoint

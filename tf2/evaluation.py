@@ -85,7 +85,8 @@ def _report(results, model_dir, step):
 
 
 def evaluate_checkpoint(model, checkpoint_path, model_dir, evaluators,
-                        keep_hub_module_max):
+                        keep_hub_module_max, scratch_dir=None,
+                        global_step=None):
   """Restores `checkpoint_path`, evaluates, writes results and exports.
 
   Every evaluator runs before anything is written, so a failed evaluation
@@ -93,29 +94,41 @@ def evaluate_checkpoint(model, checkpoint_path, model_dir, evaluators,
 
   Args:
     model: the built Model to restore into.
-    checkpoint_path: a checkpoint of that model.
+    checkpoint_path: a checkpoint of that model, or None to evaluate the
+      model as it is (at `global_step`).
     model_dir: where summaries, result files and the SavedModel go.
     evaluators: `fn(model) -> {name: float}` each (e.g. `evaluate`'s
       linear-head accuracy, a kNN evaluation of the representation); none
       for a model with nothing to measure (it is exported only).
     keep_hub_module_max: exports kept (0: all).
+    scratch_dir: on a cluster's non-chief worker, where it exports (every
+      worker must take part; the folder is removed after); it writes no
+      result or summary.
 
   Returns:
     The results dict (with `global_step`).
   """
-  checkpoint_restore.verify_matches_model(model, checkpoint_path)
-  global_step = tf.Variable(0, dtype=tf.int64)
-  tf.train.Checkpoint(model=model, global_step=global_step).restore(
-      checkpoint_path).expect_partial()
-  step = int(global_step.numpy())
+  if checkpoint_path is None:
+    step = int(global_step)
+  else:
+    checkpoint_restore.verify_matches_model(model, checkpoint_path)
+    saved_step = tf.Variable(0, dtype=tf.int64)
+    tf.train.Checkpoint(model=model, global_step=saved_step).restore(
+        checkpoint_path).expect_partial()
+    step = int(saved_step.numpy())
   measured = [evaluator(model) for evaluator in evaluators]
   if not measured:
     logging.info('Nothing to evaluate (pretraining without linear eval or '
                  'kNN); exporting only.')
   results = {}
   for part in measured:
-    _report(part, model_dir, step)
     results.update(part)
+  if scratch_dir is not None:
+    export.export_saved_model(model, fileio.join(scratch_dir, 'saved_model'))
+    fileio.rmtree(scratch_dir)
+    return dict(results, global_step=step)
+  for part in measured:
+    _report(part, model_dir, step)
   results = write_results(model_dir, results, step)
   export.export_step(model, model_dir, step, keep_hub_module_max)
   return results

@@ -184,6 +184,16 @@ class RunSection:
   progress_interval_secs: float = _field(
       60.0, 'Seconds between progress lines (step, steps/s, views/s, ETA) '
       'between checkpoints.')
+  seed: Optional[int] = _field(
+      None, 'Seed of model initialisation, input pipeline and augmentations '
+      '(host and accelerator, the batch blur): two runs with one seed, and '
+      'a run killed and resumed, end with identical weights (on CPUs; GPUs '
+      'also need --deterministic). The input pipeline restarts at every '
+      'checkpoint. Default: fresh randomness, as published.')
+  deterministic: bool = _field(
+      False, "With --seed: TensorFlow's op determinism "
+      '(enable_op_determinism), which GPUs need to repeat a run bit for '
+      'bit; slower.')
   eval_name: Optional[str] = _field(None, 'Name for eval.')
   eval_timeout: Optional[float] = _field(
       None, '--mode=eval: stop after this many seconds without a new '
@@ -201,6 +211,16 @@ class RunSection:
       'or mixed_float16 (with dynamic loss scaling). Variables, batch-norm '
       'statistics, losses and the optimizer stay float32.',
       ('float32', 'mixed_bfloat16', 'mixed_float16'))
+  distribution_strategy: Optional[str] = _field(
+      None, 'mirrored (the GPUs of this machine, else its CPU), '
+      'multi_worker_mirrored (every worker TF_CONFIG names) or tpu. Default: '
+      'tpu with --use_tpu, else multi_worker_mirrored when TF_CONFIG names '
+      'a cluster, else mirrored.',
+      ('mirrored', 'multi_worker_mirrored', 'tpu'))
+  all_reduce_alg: Optional[str] = _field(
+      None, 'Collective implementation: nccl or hierarchical_copy between '
+      "the GPUs of a machine, ring or nccl between workers; default: "
+      "TensorFlow's choice.", ('nccl', 'hierarchical_copy', 'ring'))
   jit_compile: bool = _field(
       False, 'Compile the train and eval steps with XLA (on GPUs with the '
       'cross-replica reductions inside).')

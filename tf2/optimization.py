@@ -52,7 +52,13 @@ def _kind_lookup(model):
   """variable -> kind, from the model's layers (or names without a model)."""
   if model is None:
     return lambda variable: _kind_from_name(variable.name)
-  roles = roles_lib.classify(model)
+  roles = {}
+  for ref, role in roles_lib.classify(model).items():
+    roles[ref] = role
+    # A distributed variable's per-device copies: the optimizer's update
+    # receives those under some strategies (multi-worker).
+    for component in getattr(ref.deref(), 'values', ()):
+      roles[component.ref()] = role
 
   def kind(variable):
     role = roles.get(variable.ref())

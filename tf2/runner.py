@@ -29,6 +29,7 @@ from tf2 import model as model_lib
 from tf2 import optimization
 from tf2 import precision
 from tf2 import preflight
+from tf2 import reproducibility
 from tf2 import resolve as resolve_lib
 from tf2 import run_lock
 from tf2 import schedule
@@ -47,6 +48,17 @@ class Context:
   strategy: tf.distribute.Strategy
   builder: object  # tfds.core.DatasetBuilder
   subset: Optional[label_subset_lib.LabelSubset]
+
+  @property
+  def chief(self):
+    """Whether this process writes model_dir (one of a cluster's workers)."""
+    return strategy_lib.is_chief(self.strategy)
+
+  def scratch_dir(self):
+    """Where a non-chief worker writes what it must save with the chief."""
+    return fileio.join(self.experiment.run.model_dir,
+                       f'{fileio.TMP_PREFIX}worker-'
+                       f'{strategy_lib.worker_id(self.strategy)}')
 
 
 def model_config(experiment):
@@ -118,13 +130,20 @@ def prepare(experiment):
   preflight.check_paths(experiment)
   run = experiment.run
   strategy = strategy_lib.build_strategy(
-      run.use_tpu, run.tpu_name, run.tpu_zone, run.gcp_project, run.master)
+      run.use_tpu, run.tpu_name, run.tpu_zone, run.gcp_project, run.master,
+      run.distribution_strategy or '', run.all_reduce_alg or '')
   if (run.jit_compile and strategy.num_replicas_in_sync > 1 and
       not training.whole_step_compilable(strategy)):
     raise validation.ConfigError(
         f'--jit_compile with {strategy.num_replicas_in_sync} CPU replicas: '
         'XLA cannot compile the collectives between CPU replicas; use one '
         'replica (the default on CPUs) or GPUs, or drop --jit_compile.')
+  if (run.eval_knn and run.mode != 'train' and
+      strategy_lib.is_multi_worker(strategy)):
+    raise validation.ConfigError(
+        '--eval_knn on several workers: the kNN memory would only hold each '
+        "worker's share of the training split. Train without it, then run "
+        '--mode=eval --eval_knn on one machine with the same --model_dir.')
   builder = data_lib.get_builder(experiment.data.dataset,
                                  experiment.data.data_dir)
   if image_folder.is_image_folder(experiment.data.dataset):
@@ -170,6 +189,24 @@ def _input_kwargs(experiment, split, subset=None):
               augment_on_device=data.augment_on_device)
 
 
+def _train_dataset(context):
+  """The distributed train dataset; with --seed, `dataset(start_step)`.
+
+  A seeded run's data order is a function of the step: training.train
+  rebuilds its pipeline from every checkpoint's step (reproducibility.py).
+  """
+  experiment = context.experiment
+  data, seed = experiment.data, experiment.run.seed
+
+  def from_step(start_step=0):
+    return data_lib.build_distributed_dataset(
+        context.builder, data.train_batch_size, True, context.strategy,
+        seed=seed, start_step=start_step,
+        **_input_kwargs(experiment, data.train_split, context.subset))
+
+  return from_step() if seed is None else from_step
+
+
 def _knn_evaluator(context, eval_dataset):
   """`fn(model)` of the kNN evaluation, its memory the labeled train split."""
   experiment = context.experiment
@@ -208,12 +245,15 @@ def evaluators(context, model):
   return found
 
 
-def evaluate_checkpoint(context, model, checkpoint_path):
-  """Evaluates one checkpoint, writes its results and exports it."""
+def evaluate_checkpoint(context, model, checkpoint_path, global_step=None):
+  """Evaluates one checkpoint (or the model at `global_step`), writes its
+  results and exports it."""
   run = context.experiment.run
   return evaluation.evaluate_checkpoint(
       model, checkpoint_path, run.model_dir, evaluators(context, model),
-      run.keep_hub_module_max)
+      run.keep_hub_module_max,
+      scratch_dir=None if context.chief else context.scratch_dir(),
+      global_step=global_step)
 
 
 def build_model(context):
@@ -292,6 +332,9 @@ def train(context):
     metrics.
   """
   model_dir = context.experiment.run.model_dir
+  if not context.chief:
+    # The chief holds the lock and records the run; a worker only trains.
+    return _train_locked(context)
   with run_lock.RunLock(model_dir, log=logging.warning):
     removed = [path for folder in ('', 'saved_model', 'saved_model_ema')
                for path in fileio.remove_temporaries(
@@ -305,11 +348,10 @@ def train(context):
 def _train_locked(context):
   experiment, strategy = context.experiment, context.strategy
   run, data, resolved = experiment.run, experiment.data, experiment.resolved
+  reproducibility.seed_run(run.seed, run.deterministic)
   model = build_model(context)
   with strategy.scope():
-    dataset = data_lib.build_distributed_dataset(
-        context.builder, data.train_batch_size, True, strategy,
-        **_input_kwargs(experiment, data.train_split, context.subset))
+    dataset = _train_dataset(context)
     teacher = None
     if run.train_mode == 'distill':
       teacher = distillation.load_teacher(
@@ -329,15 +371,18 @@ def _train_locked(context):
           model.config, experiment.loss.memory_size,
           model.config.proj_out_dim, experiment.loss.memory_ema_decay)
     state = checkpoint_state.CheckpointState(
-        model, optimizer, run.model_dir, run.keep_checkpoint_max, memory)
+        model, optimizer, run.model_dir, run.keep_checkpoint_max, memory,
+        save_dir=None if context.chief else context.scratch_dir())
     logging.info(state.restore_or_initialize(
         run.checkpoint, use_ema=run.use_ema,
         zero_init_logits_layer=experiment.model.zero_init_logits_layer))
 
   augment_fn = None
   if data.augment_on_device:
-    augment_fn = color_augment.make_augment_fn(data.color_jitter_strength)
-  summary_writer = tf.summary.create_file_writer(run.model_dir)
+    augment_fn = color_augment.make_augment_fn(data.color_jitter_strength,
+                                               seed=run.seed)
+  summary_writer = (tf.summary.create_file_writer(run.model_dir)
+                    if context.chief else tf.summary.create_noop_writer())
   views = data.train_batch_size * (2 if run.train_mode == 'pretrain' else 1)
   metrics = training.train(
       state, strategy, dataset, loss_config(experiment),
@@ -345,16 +390,22 @@ def _train_locked(context):
       summary_writer, teacher=teacher, memory=memory, augment_fn=augment_fn,
       nan_policy=run.nan_policy, views_per_step=views,
       progress_interval_s=run.progress_interval_secs,
-      jit_compile=run.jit_compile)
+      jit_compile=run.jit_compile, seed=run.seed)
   logging.info('Training complete.')
   if memory is not None:
-    ema_dir = fileio.join(run.model_dir, 'saved_model_ema',
+    ema_root = run.model_dir if context.chief else context.scratch_dir()
+    ema_dir = fileio.join(ema_root, 'saved_model_ema',
                           str(int(state.global_step.numpy())))
     memory.export_ema_saved_model(ema_dir)
-    logging.info('Moving-average model exported to %s.', ema_dir)
+    if context.chief:
+      logging.info('Moving-average model exported to %s.', ema_dir)
+    else:
+      fileio.rmtree(context.scratch_dir())
   if run.mode == 'train_then_eval':
-    return evaluate_checkpoint(context, model,
-                               state.manager.latest_checkpoint)
+    # A non-chief worker evaluates its model as trained (the chief's
+    # checkpoint may still be being written).
+    return evaluate_checkpoint(context, model, state.latest_checkpoint,
+                               int(state.global_step.numpy()))
   return metrics
 
 

@@ -26,6 +26,7 @@ from tf2 import objective
 from tf2 import optimization
 from tf2 import precision
 from tf2 import progress as progress_lib
+from tf2 import reproducibility
 
 NAN_POLICIES = ('stop', 'skip_step')
 # With nan_policy='skip_step', training stops after this many chunks in a
@@ -74,7 +75,8 @@ def _full_precision(tensor):
 
 
 def compute_loss(model, images, labels, loss_config, strategy=None,
-                 metrics=None, labeled=None, teacher=None, memory=None):
+                 metrics=None, labeled=None, teacher=None, memory=None,
+                 seed=None):
   """The per-replica loss of one batch (before dividing by replicas).
 
   Args:
@@ -89,11 +91,13 @@ def compute_loss(model, images, labels, loss_config, strategy=None,
     teacher: in distillation, the teacher Model (run in inference mode).
     memory: optional memory_buffer.MemoryBuffer whose queued keys are extra
       negatives of the contrastive loss.
+    seed: optional (2,) stateless seed of the model's pretraining blur
+      (seeded runs); None draws from TensorFlow's global generator.
 
   Returns:
     Scalar loss: contrastive / distillation + supervised + weight decay.
   """
-  projection, logits = model(images, training=True)
+  projection, logits = model(images, training=True, seed=seed)
   loss = 0.0
   if projection is not None:
     projection = _full_precision(projection)
@@ -148,6 +152,14 @@ def _replica_step_seed(step_counter):
                    tf.cast(replica, tf.int64)])
 
 
+def _step_key(run_seed, stream, step_counter):
+  """This replica's key of one stream of draws at this step; None unseeded."""
+  if run_seed is None:
+    return None
+  return reproducibility.step_key(run_seed, stream,
+                                  _replica_step_seed(step_counter))
+
+
 def _all_finite(loss, grads):
   """One bool: the loss and every gradient are finite on this replica."""
   checks = [tf.reduce_all(tf.math.is_finite(loss))]
@@ -199,7 +211,7 @@ def whole_step_compilable(strategy):
 
 def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
                     teacher=None, memory=None, augment_fn=None,
-                    nan_policy='stop', jit_compile=False):
+                    nan_policy='stop', jit_compile=False, seed=None):
   """Returns `step(images, labels, labeled=None)` to run on each replica.
 
   Args:
@@ -214,6 +226,9 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
     augment_fn: optional `augment_fn(images, seed) -> images` applied to
       each replica's pretraining batch before anything else (augment_on_device:
       `color_augment.make_augment_fn`); seed is (global step, replica id).
+    seed: the run's --seed, or None: the model's and the memory's blurs
+      then draw from (seed, global step, replica id) instead of TensorFlow's
+      global generator, so that a resumed run repeats them.
     nan_policy: 'stop' applies every update (the loop stops after a
       non-finite one, which is never saved); 'skip_step' applies none of a
       step whose loss or gradients are not finite on some replica.
@@ -243,7 +258,8 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
     with tf.GradientTape() as tape:
       loss = compute_loss(model, images, labels, loss_config, strategy,
                           metrics, labeled=labeled, teacher=teacher,
-                          memory=memory)
+                          memory=memory, seed=_step_key(
+                              seed, reproducibility.BLUR, step_counter))
       # apply_gradients sums over replicas; dividing gives the mean gradient.
       scaled_loss = precision.scaled(
           optimizer, loss / strategy.num_replicas_in_sync)
@@ -289,7 +305,9 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
     if memory is not None:
       # Outside XLA (its updates synchronise replicas by merge_call); also
       # after a skipped step: the EMA weights and the keys are finite.
-      memory_buffer.update_memory(memory, model, images, strategy)
+      memory_buffer.update_memory(
+          memory, model, images, strategy, seed=_step_key(
+              seed, reproducibility.MEMORY_BLUR, step_counter))
     return loss
 
   return step
@@ -343,7 +361,7 @@ def _nonfinite_message(step, latest):
 def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
           learning_rate, summary_writer, teacher=None, memory=None,
           augment_fn=None, nan_policy='stop', views_per_step=0,
-          progress_interval_s=60.0, jit_compile=False):
+          progress_interval_s=60.0, jit_compile=False, seed=None):
   """Trains until `train_steps`, saving a checkpoint every `steps_per_loop`.
 
   Between checkpoints the loop runs in chunks of about `progress_interval_s`
@@ -352,7 +370,11 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
   Args:
     state: checkpoint_state.CheckpointState (restored or initialised).
     strategy: the tf.distribute strategy the model was built under.
-    dataset: distributed training dataset of (images, {'labels': one_hot}).
+    dataset: distributed training dataset of (images, {'labels': one_hot});
+      in a seeded run `dataset(step)`, the one to read from global step
+      `step` on: it is rebuilt after every checkpoint, so that a run resumed
+      from a checkpoint reads what the uninterrupted run read
+      (reproducibility.py).
     loss_config: LossConfig.
     train_steps: total number of steps (global step to reach).
     steps_per_loop: steps between checkpoints and summaries.
@@ -366,6 +388,7 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
     views_per_step: images per step through the network, for views/s.
     progress_interval_s: seconds between progress lines.
     jit_compile: compile each step's forward and backward pass with XLA.
+    seed: the run's --seed, or None (see `make_train_step`).
 
   Returns:
     The last train metrics, {summary name: value}.
@@ -379,11 +402,12 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
   step = make_train_step(state.model, state.optimizer, loss_config, strategy,
                          metrics, teacher=teacher, memory=memory,
                          augment_fn=augment_fn, nan_policy=nan_policy,
-                         jit_compile=jit_compile)
+                         jit_compile=jit_compile, seed=seed)
   train_loop = make_train_loop(strategy, step,
                                stop_on_nonfinite=nan_policy == 'stop')
-  iterator = iter(dataset)
+  restarts = callable(dataset)  # Seeded: the data order is the step's.
   current = int(state.global_step.numpy())
+  iterator = iter(dataset(current) if restarts else dataset)
   last, skipped, stalled = {}, 0, 0
   with progress_lib.Progress(current, train_steps, views_per_step,
                              progress_interval_s, summary_writer) as progress:
@@ -397,13 +421,15 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
         stalled = stalled + 1 if current == previous else 0
         if bool(stopped) or stalled >= _MAX_CHUNKS_WITHOUT_UPDATE:
           raise NonFiniteLossError(_nonfinite_message(
-              current, state.manager.latest_checkpoint))
+              current, state.latest_checkpoint))
         skipped += int(nonfinite)
         if int(nonfinite):
           logging.warning('Skipped %d steps with a non-finite loss so far '
                           '(--nan_policy=skip_step).', skipped)
         progress.report(current)
       path = state.save()
+      if restarts and current < train_steps:
+        iterator = iter(dataset(current))
       last = metrics_lib.results(metrics)
       with summary_writer.as_default():
         metrics_lib.write_summaries(metrics, current)
@@ -412,7 +438,7 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
                           step=current)
       summary_writer.flush()
       logging.info('Step %d / %d, saved %s: %s', current, train_steps,
-                   path.rsplit('/', 1)[-1],
+                   path.rsplit('/', 1)[-1] if path else 'by the chief',
                    ', '.join(f'{k}={v:.4f}' for k, v in last.items()))
       metrics_lib.reset(metrics)
   return last
