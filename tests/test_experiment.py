@@ -114,6 +114,7 @@ _BAD_VALUES = [
     ('eval_timeout', -5.0, 'unset'),
     ('progress_interval_secs', 0.0, '=60'),
     ('teacher_ft_proj_selector', -2, "teacher's own record"),
+    ('seed', -1, '--seed=0'),
 ]
 
 
@@ -140,6 +141,7 @@ def test_every_range_rule_is_exercised():
     (dict(checkpoint_epochs=-1), '--checkpoint_epochs=-1',
      '--checkpoint_epochs=1'),
     (dict(use_ema=True), '--use_ema=True', 'drop --use_ema'),
+    (dict(deterministic=True), '--deterministic=True', 'pass --seed'),
     (dict(label_fraction=0.1, labels_per_class=3), '--labels_per_class=3',
      'only one'),
     (dict(fine_tune_after_block=2), '--fine_tune_after_block=2',

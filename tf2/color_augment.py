@@ -35,6 +35,8 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 import tensorflow as tf
 
+from tf2 import reproducibility
+
 TRANSFORMS = ('brightness', 'contrast', 'saturation', 'hue')
 # The ColorDraws field that is None when a transform has zero strength.
 _FIELDS = ('brightness_scale', 'contrast', 'saturation', 'hue')
@@ -393,12 +395,9 @@ def make_augment_fn(strength=1.0, impl='simclrv2', seed=None,
   check_impl(impl)
   if seed is None:
     seed = np.random.randint(2**31 - 1)
-  run_seed = tf.constant([seed, 0], tf.int64)
 
   def augment_fn(images, step_seed):
-    key = run_seed
-    for part in tf.unstack(tf.cast(step_seed, tf.int64)):
-      key = tf.random.experimental.stateless_fold_in(key, part)
+    key = reproducibility.step_key(seed, reproducibility.AUGMENT, step_seed)
     return distort_views(images, key, strength, impl, jit_compile)
 
   return augment_fn

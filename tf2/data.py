@@ -20,6 +20,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf2 import data_util
+from tf2 import reproducibility
 # Imported for its side effect: registers the embedded digits with TFDS.
 from tf2 import datasets as _datasets  # pylint: disable=unused-import
 from tf2.datasets import image_folder
@@ -161,8 +162,9 @@ def _read_split(builder, split, is_training, input_context, seed,
 
 def build_input_fn(builder, global_batch_size, is_training, *, split,
                    image_size, train_mode, cache_dataset=False,
-                   color_jitter_strength=1.0, seed=None, labeled_ids=None,
-                   labeled_only=False, augment_on_device=False):
+                   color_jitter_strength=1.0, seed=None, start_step=0,
+                   labeled_ids=None, labeled_only=False,
+                   augment_on_device=False):
   """`input_fn(input_context)` for strategy.distribute_datasets_from_function.
 
   Args:
@@ -179,6 +181,10 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
     seed: int for a reproducible pipeline (file order, shuffling and
       augmentations; costs the speed of non-deterministic element order), or
       None.
+    start_step: with a seed, the global step of the pipeline's first batch:
+      its draws are seeded by (seed, start_step, input pipeline), so that a
+      run resumed at that step reads what the uninterrupted run read from
+      it (reproducibility.py).
     labeled_ids: TFDS ids (`tfds_id`) of the labeled subset; the other
       examples of the split are marked unlabeled. None: all are labeled
       (except those of an image folder's `unlabeled` split).
@@ -224,8 +230,8 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
 
   def input_fn(input_context):
     batch_size = input_context.get_per_replica_batch_size(global_batch_size)
-    pipeline_seed = (None if seed is None else
-                     seed + input_context.input_pipeline_id)
+    pipeline_seed = (None if seed is None else reproducibility.pipeline_seed(
+        seed, start_step, input_context.input_pipeline_id))
     dataset = _read_split(builder, split, is_training, input_context,
                           pipeline_seed, labeled_ids, labeled_only)
     if cache_dataset:

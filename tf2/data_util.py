@@ -211,7 +211,15 @@ def gaussian_blur(images, kernel_size, sigma):
   return tf.nn.depthwise_conv2d(images, vertical, [1, 1, 1, 1], 'SAME')
 
 
-def batch_random_blur(images_list, height, width, blur_probability=0.5):
+def _uniform(shape, seed, minval=0.0, maxval=1.0):
+  """Stateless uniform draws from `seed`, or the global generator's."""
+  if seed is None:
+    return tf.random.uniform(shape, minval, maxval)
+  return tf.random.stateless_uniform(shape, seed, minval, maxval)
+
+
+def batch_random_blur(images_list, height, width, blur_probability=0.5,
+                      seed=None):
   """Blurs each image of each batch with probability `blur_probability`.
 
   As in the reference: the kernel spans 10% of the image height, one sigma
@@ -224,16 +232,21 @@ def batch_random_blur(images_list, height, width, blur_probability=0.5):
     height: image height (sets the kernel size).
     width: image width (unused, as in the reference).
     blur_probability: probability of blurring each image.
+    seed: optional (2,) stateless seed, so that a seeded run's blur is a
+      function of its step (reproducibility.py); None draws from
+      TensorFlow's global generator, as the reference.
 
   Returns:
     list of (B, H, W, 3) floats in [0, 1], one per input batch.
   """
   del width
+  seeds = ([None] * 2 * len(images_list) if seed is None else
+           split_seed(seed, 2 * len(images_list)))
   outputs = []
-  for images in images_list:
-    sigma = tf.random.uniform([], 0.1, 2.0)
+  for i, images in enumerate(images_list):
+    sigma = _uniform([], seeds[2 * i], 0.1, 2.0)
     blurred = gaussian_blur(images, height // 10, sigma)
-    selected = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < (
+    selected = _uniform([tf.shape(images)[0], 1, 1, 1], seeds[2 * i + 1]) < (
         blur_probability)
     mixed = tf.where(selected, blurred, images)
     outputs.append(tf.clip_by_value(mixed, 0., 1.))

@@ -187,7 +187,7 @@ class MemoryBuffer(tf.Module):
     """
     self._blend(online_model, self.decay)
 
-  def keys(self, images):
+  def keys(self, images, seed=None):
     """The EMA model's l2-normalised projections of the second view.
 
     The EMA model runs in inference mode (training=False): its batch norms
@@ -205,6 +205,8 @@ class MemoryBuffer(tf.Module):
     Args:
       images: (B, H, W, 6) two views on channels (the pretraining input), or
         (B, H, W, 3) the second view alone.
+      seed: optional (2,) stateless seed of the blur (seeded runs, see
+        reproducibility.py); None draws from TensorFlow's global generator.
 
     Returns:
       (B, d) float32 keys, without gradient.
@@ -214,7 +216,7 @@ class MemoryBuffer(tf.Module):
     if config.use_blur:
       from tf2 import data_util  # pylint: disable=g-import-not-at-top
       view = data_util.batch_random_blur([view], config.image_size,
-                                         config.image_size)[0]
+                                         config.image_size, seed=seed)[0]
     projection, _ = self.ema_model(view, training=False)
     projection = tf.cast(projection, tf.float32)
     return tf.stop_gradient(tf.math.l2_normalize(projection, -1))
@@ -327,7 +329,7 @@ def memory_contrastive_loss(buffer, projection, hidden_norm=True,
                                       temperature, strategy)
 
 
-def update_memory(buffer, model, images, strategy=None):
+def update_memory(buffer, model, images, strategy=None, seed=None):
   """The memory's part of a train step, after optimizer.apply_gradients.
 
   First the EMA takes the just-updated online weights, then the updated EMA
@@ -342,6 +344,7 @@ def update_memory(buffer, model, images, strategy=None):
     model: the online Model.
     images: (B, H, W, 6) this replica's pretraining batch.
     strategy: the training strategy (keys are gathered from its replicas).
+    seed: optional (2,) stateless seed of the keys' blur (`keys`).
   """
   buffer.update_ema(model)
-  buffer.enqueue(buffer.keys(images), strategy)
+  buffer.enqueue(buffer.keys(images, seed), strategy)

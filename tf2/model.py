@@ -150,13 +150,14 @@ class Model(tf_keras.Model):
     else:
       self.supervised_head = None
 
-  def _split_views(self, inputs, training):
+  def _split_views(self, inputs, training, seed=None):
     """(B, H, W, 3k) -> (kB, H, W, 3), blurring views in pretraining.
 
     Three channels are one view (e.g. the exported model called with
     trainable=True): nothing to split. Several views are split in any mode,
     so that Keras can also trace the pretraining model in inference mode
-    with the two-view input it was trained on (SavedModel export).
+    with the two-view input it was trained on (SavedModel export). `seed`:
+    see `endpoints`.
     """
     views = inputs.shape[-1] // 3 if inputs.shape[-1] else 1
     if views <= 1:
@@ -170,16 +171,19 @@ class Model(tf_keras.Model):
     if pretraining and self.config.use_blur:
       from tf2 import data_util  # pylint: disable=g-import-not-at-top
       size = self.config.image_size
-      views = data_util.batch_random_blur(views, size, size)
+      views = data_util.batch_random_blur(views, size, size, seed=seed)
     return tf.concat(views, 0)
 
-  def endpoints(self, inputs, training=False):
+  def endpoints(self, inputs, training=False, seed=None):
     """All named outputs of one forward pass, as the SavedModel returns them.
 
     Args:
       inputs: (B, H, W, 3) images in [0, 1] (or (B, H, W, 6) in pretraining
         with training=True).
       training: batch-norm mode (batch statistics and moving-average updates).
+      seed: optional (2,) stateless seed of the pretraining blur (a seeded
+        run passes one per step and replica, see reproducibility.py); None
+        draws from TensorFlow's global generator, as published.
 
     Returns:
       dict with `initial_conv`, `initial_max_pool`, `block_group1..4`,
@@ -187,7 +191,7 @@ class Model(tf_keras.Model):
       `supervised_head_input` and, when the model has a supervised head,
       `logits_sup`.
     """
-    features = self._split_views(inputs, training)
+    features = self._split_views(inputs, training, seed)
     hiddens, outputs = self.resnet_model(features, training=training,
                                          return_endpoints=True)
     outputs['proj_head_input'] = hiddens
@@ -201,8 +205,8 @@ class Model(tf_keras.Model):
       outputs['logits_sup'] = self.supervised_head(sup_in, training=training)
     return outputs
 
-  def call(self, inputs, training=None):
-    outputs = self.endpoints(inputs, training=bool(training))
+  def call(self, inputs, training=None, seed=None):
+    outputs = self.endpoints(inputs, training=bool(training), seed=seed)
     logits = outputs.get('logits_sup')
     if self.config.train_mode == 'finetune':
       return None, logits

@@ -106,6 +106,10 @@ _RANGES = (
     ('teacher_ft_proj_selector', lambda v: v is None or v >= -1,
      'it must be -1 (last layer), 0 (encoder output) or a layer number',
      "leave it unset to read the teacher's own record"),
+    # NumPy's global generator (seeded too) takes seeds below 2**32.
+    ('seed', lambda v: v is None or 0 <= v < 2**32,
+     'the seed must be in [0, 2**32)',
+     'e.g. --seed=0, or leave it unset for fresh randomness'),
 )
 
 
@@ -132,6 +136,10 @@ def _check_run(experiment):
     _fail(experiment, 'checkpoint_epochs', 'with --checkpoint_steps=0 it '
           'sets how often to checkpoint and must be at least 1',
           'pass e.g. --checkpoint_epochs=1 or --checkpoint_steps=1000')
+  if run.deterministic and run.seed is None:
+    _fail(experiment, 'deterministic', 'op determinism repeats a run only '
+          'when its random draws are seeded too', 'pass --seed as well, '
+          'e.g. --seed=0, or drop --deterministic')
   if run.use_ema and not run.checkpoint:
     _fail(experiment, 'use_ema', 'it selects the moving-average weights of '
           '--checkpoint, but no --checkpoint is given',
