@@ -155,6 +155,13 @@ def _input_gradient(dy, x, kernel, strides, padding):
       strides=[1, *strides, 1], padding=padding)
 
 
+def _filter_gradient(dy, x, kernel, strides, padding):
+  """d loss / d kernel of conv2d(x, kernel): TensorFlow's own kernel."""
+  return tf.raw_ops.Conv2DBackpropFilter(
+      input=x, filter_sizes=tf.shape(kernel), out_backprop=dy,
+      strides=[1, *strides, 1], padding=padding)
+
+
 def conv2d(inputs, kernel, strides, padding):
   """`tf.nn.conv2d` (NHWC, no dilation) with CPU-friendly gradients.
 
@@ -176,11 +183,8 @@ def conv2d(inputs, kernel, strides, padding):
 
     def grad(dy):
       with tf.name_scope(scope):
-        dx = _input_gradient(dy, x, w, strides, padding)
-        dw = tf.raw_ops.Conv2DBackpropFilter(
-            input=x, filter_sizes=tf.shape(w), out_backprop=dy,
-            strides=[1, *strides, 1], padding=padding)
-      return dx, dw
+        return (_input_gradient(dy, x, w, strides, padding),
+                _filter_gradient(dy, x, w, strides, padding))
     return tf.nn.conv2d(x, w, strides, padding), grad
 
   return convolve(inputs, kernel)
