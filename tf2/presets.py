@@ -18,7 +18,9 @@ from tf2 import validation
 # The embedded digits: 8x8 scans, so 8 px loses nothing (and is 4x cheaper
 # than 16 px on a CPU); the test split has 355 images.
 _DIGITS = dict(dataset='digits', use_tpu=False, image_size=8,
-               eval_split='test', eval_batch_size=512, proj_out_dim=64)
+               eval_split='test', eval_batch_size=512, cache_dataset=True)
+# A model made here (not one read from a checkpoint): a 64-d projection.
+_DIGITS_NEW_MODEL = dict(proj_out_dim=64)
 # Fine-tuning, supervised training and distillation on the digits: SGD with
 # Nesterov momentum and cosine decay, as the label-efficiency benchmark.
 _DIGITS_SUPERVISED = dict(_DIGITS, mode='train_then_eval', optimizer='momentum',
@@ -48,8 +50,9 @@ def digits_quickstart_pretrain():
 
     python run.py --config=digits_quickstart_pretrain --model_dir=/tmp/simclr_digits
   """
-  return dict(_DIGITS, resnet_depth=18, train_batch_size=128,
-              train_epochs=10, learning_rate=1.0, use_blur=False)
+  return dict(_DIGITS, **_DIGITS_NEW_MODEL, resnet_depth=18,
+              train_batch_size=128, train_epochs=10, learning_rate=1.0,
+              use_blur=False)
 
 
 def digits_quickstart_finetune():
@@ -67,8 +70,8 @@ def digits_pretrain():
 
     python run.py --config=digits_pretrain --model_dir=/tmp/digits_pretrain
   """
-  return dict(_DIGITS, mode='train_then_eval', train_mode='pretrain',
-              resnet_depth=18, train_batch_size=128, train_epochs=60,
+  return dict(_DIGITS, **_DIGITS_NEW_MODEL, mode='train_then_eval',
+              train_mode='pretrain', resnet_depth=18, train_batch_size=128, train_epochs=60,
               learning_rate=1.0, weight_decay=1e-4, temperature=0.2,
               use_blur=False, color_jitter_strength=0.5, warmup_epochs=5,
               lineareval_while_pretraining=False, checkpoint_epochs=20)
@@ -95,8 +98,8 @@ def digits_distill():
 
     python run.py --config=digits_distill --teacher_checkpoint=/tmp/digits_ft10 --model_dir=/tmp/digits_distill
   """
-  return dict(_DIGITS_SUPERVISED, train_mode='distill', label_fraction=0.1,
-              resnet_depth=18, learning_rate=0.4, train_epochs=15,
+  return dict(_DIGITS_SUPERVISED, **_DIGITS_NEW_MODEL, train_mode='distill',
+              label_fraction=0.1, resnet_depth=18, learning_rate=0.4, train_epochs=15,
               checkpoint_epochs=15)
 
 
@@ -105,8 +108,8 @@ def digits_supervised():
 
     python run.py --config=digits_supervised --model_dir=/tmp/digits_supervised
   """
-  return dict(_DIGITS_SUPERVISED, train_mode='finetune', label_fraction=0.1,
-              resnet_depth=18, learning_rate=0.4, train_steps=300,
+  return dict(_DIGITS_SUPERVISED, **_DIGITS_NEW_MODEL, train_mode='finetune',
+              label_fraction=0.1, resnet_depth=18, learning_rate=0.4, train_steps=300,
               checkpoint_steps=300)
 
 
