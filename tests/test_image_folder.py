@@ -40,8 +40,8 @@ def _palette_png(height, width):
 
 
 def _write(path, contents):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, 'wb') as f:
+  tf.io.gfile.makedirs(path.rsplit('/', 1)[0])
+  with tf.io.gfile.GFile(path, 'wb') as f:
     f.write(contents)
 
 
@@ -91,6 +91,23 @@ def _root(tmp_path):
 
 def _examples(builder, split):
   return list(tfds.as_numpy(builder.as_dataset(split=split)))
+
+
+def test_a_folder_on_another_filesystem_is_read_alike(root, tmp_path):
+  # ram:// (TensorFlow's in-memory filesystem) stands in for gs://.
+  make_tree('ram://photos/My Photos')
+  try:
+    remote = image_folder_lib.image_folder_builder('ram://photos/My Photos',
+                                                   tmp_path / 'tfds')
+    local = image_folder_lib.image_folder_builder(root, tmp_path / 'tfds')
+    assert tuple(remote.info.features['label'].names) == CLASSES
+    for split in ('train', 'test', 'unlabeled'):
+      assert (remote.info.splits[split].num_examples ==
+              local.info.splits[split].num_examples)
+    assert image_folder_lib.preparation_counts(remote) == (
+        image_folder_lib.preparation_counts(local))
+  finally:
+    tf.io.gfile.rmtree('ram://photos')
 
 
 def test_counts_per_split_and_skipped_files(root, tmp_path):

@@ -167,7 +167,8 @@ def test_skip_step_policy_skips_a_step_that_is_not_finite_on_one_replica(
                                   global_bn=True)
   with two_cpu_strategy.scope():
     model = model_lib.build_model(config)
-    optimizer = optimization.build_optimizer('lars', 0.1, 0.9, 1e-6)
+    optimizer = optimization.build_optimizer('lars', 0.1, 0.9, 1e-6,
+                                             model=model)
   step = training.make_train_step(model, optimizer, training.LossConfig(),
                                   two_cpu_strategy, nan_policy='skip_step')
   loop = training.make_train_loop(two_cpu_strategy, step,

@@ -74,7 +74,8 @@ def test_two_replicas_give_same_loss_and_gradients_as_one(two_cpu_strategy):
 def test_one_train_step_changes_weights_and_counts_the_step():
   strategy = tf.distribute.get_strategy()
   model = model_lib.build_model(_CONFIG.replace(global_bn=False))
-  optimizer = optimization.build_optimizer('lars', 0.1, 0.9, 1e-6)
+  optimizer = optimization.build_optimizer('lars', 0.1, 0.9, 1e-6,
+                                           model=model)
   metrics = training.build_metrics(training.LossConfig())
   step = training.make_train_step(model, optimizer, training.LossConfig(),
                                   strategy, metrics)
@@ -112,7 +113,7 @@ def test_full_fine_tuning_from_a_saved_model_on_two_replicas(
         train_mode='finetune')
     learning_rate = schedule.WarmUpAndCosineDecay(0.1, 1442, 16, 0, 2)
     optimizer = optimization.build_optimizer('lars', learning_rate, 0.9,
-                                             1e-6)
+                                             1e-6, model=model)
     state = checkpoint_state.CheckpointState(model, optimizer, str(tmp_path / 'ft'),
                                      keep_checkpoint_max=1)
     message = state.restore_or_initialize(str(saved_model))
@@ -157,7 +158,8 @@ def test_augment_fn_runs_on_each_replica_with_a_seed_per_step_and_replica(
     dataset = data_lib.build_distributed_dataset(
         builder, 16, True, two_cpu_strategy, split='train', image_size=8,
         train_mode='pretrain', augment_on_device=True, seed=0)
-    optimizer = optimization.build_optimizer('lars', 0.1, 0.9, 1e-6)
+    optimizer = optimization.build_optimizer('lars', 0.1, 0.9, 1e-6,
+                                             model=model)
   step = training.make_train_step(model, optimizer, training.LossConfig(),
                                   two_cpu_strategy, augment_fn=augment_fn)
   training.make_train_loop(two_cpu_strategy, step)(iter(dataset),
@@ -171,6 +173,7 @@ def test_augment_fn_is_for_pretraining_only():
                                                 train_mode='finetune'))
   with pytest.raises(ValueError, match="train_mode='pretrain' only"):
     training.make_train_step(
-        model, optimization.build_optimizer('lars', 0.1, 0.9, 1e-6),
+        model, optimization.build_optimizer('lars', 0.1, 0.9, 1e-6,
+                                            model=model),
         training.LossConfig(train_mode='finetune'),
         tf.distribute.get_strategy(), augment_fn=lambda x, s: x)

@@ -33,25 +33,8 @@ def excluded_from_lars(kind):
   return kind in _LARS_EXCLUDED
 
 
-def _kind_from_name(name):
-  """The kind of a variable from its tf-keras name.
-
-  Transitional, for callers that pass variables or no model (see
-  `weight_decay_loss` and `build_optimizer`); the same decisions as
-  `variable_roles` on the names this model generates.
-  """
-  if 'batch_normalization' in name:
-    return roles_lib.BATCH_NORM_PARAMETER
-  if 'head_supervised' in name:
-    return (roles_lib.SUPERVISED_BIAS if 'bias' in name else
-            roles_lib.SUPERVISED_KERNEL)
-  return roles_lib.BIAS if 'bias' in name else roles_lib.KERNEL
-
-
 def _kind_lookup(model):
-  """variable -> kind, from the model's layers (or names without a model)."""
-  if model is None:
-    return lambda variable: _kind_from_name(variable.name)
+  """variable -> kind, from the model's layers."""
   roles = {}
   for ref, role in roles_lib.classify(model).items():
     roles[ref] = role
@@ -81,8 +64,7 @@ def build_optimizer(name, learning_rate, momentum=0.9, weight_decay=0.0,
     weight_decay: LARS's decoupled weight decay (others decay through
       `weight_decay_loss`).
     model: the `tf2.model.Model` LARS will train, whose layers say which
-      variables it excludes. Without it (older callers) LARS decides from
-      variable names, with the same result on this model.
+      variables it excludes (required for 'lars').
   """
   if name == 'momentum':
     return tf_keras.optimizers.legacy.SGD(learning_rate, momentum,
@@ -90,6 +72,9 @@ def build_optimizer(name, learning_rate, momentum=0.9, weight_decay=0.0,
   if name == 'adam':
     return tf_keras.optimizers.legacy.Adam(learning_rate)
   if name == 'lars':
+    if model is None:
+      raise ValueError("optimizer='lars' needs the model it trains: its "
+                       'layers say which variables LARS excludes.')
     kind = _kind_lookup(model)
     return lars_optimizer.LARSOptimizer(
         learning_rate, momentum=momentum, weight_decay=weight_decay,
@@ -102,16 +87,12 @@ def weight_decay_loss(model, weight_decay, optimizer_name):
 
   Args:
     model: a `tf2.model.Model`; its trainable variables are decayed as the
-      policy above says. A list of variables is still accepted (decided by
-      name) until every caller passes the model.
+      policy above says.
     weight_decay: the l2 coefficient.
     optimizer_name: one of OPTIMIZERS.
   """
-  if isinstance(model, (list, tuple)):
-    variables, kind = list(model), _kind_lookup(None)
-  else:
-    variables, kind = model.trainable_variables, _kind_lookup(model)
-  decayed = [v for v in variables
+  kind = _kind_lookup(model)
+  decayed = [v for v in model.trainable_variables
              if decayed_in_loss(kind(v), optimizer_name)]
   if not decayed or not weight_decay:
     return tf.constant(0.0)

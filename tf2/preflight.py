@@ -81,8 +81,8 @@ def check_paths(experiment):
       data.data_dir):
     raise PathError(f'--data_dir={data.data_dir} is a file, not a folder: '
                     'pass the TFDS data folder.')
-  dataset = os.path.expanduser(data.dataset)
-  if _looks_like_path(data.dataset) and not fileio.isdir(dataset):
+  if _looks_like_path(data.dataset) and not fileio.isdir(
+      fileio.abspath(data.dataset)):
     raise PathError(f'--dataset={data.dataset}: no such folder. Pass the '
                     'path of a folder of images (see the README for the '
                     'layout) or a TFDS dataset name such as cifar10.')

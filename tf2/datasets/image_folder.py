@@ -53,6 +53,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tf2 import fileio
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
 UNLABELED_SPLIT = 'unlabeled'
 TRAIN_SPLIT = 'train'
@@ -78,9 +80,13 @@ def _visible(names):
   return sorted(n for n in names if not n.startswith('.'))
 
 
+def _listdir(path):
+  """Visible entry names (object stores mark folders with a trailing '/')."""
+  return _visible(n.rstrip('/') for n in fileio.listdir(path))
+
+
 def _subdirs(path):
-  return [n for n in _visible(os.listdir(path))
-          if os.path.isdir(os.path.join(path, n))]
+  return [n for n in _listdir(path) if fileio.isdir(fileio.join(path, n))]
 
 
 def _is_image_name(name):
@@ -88,21 +94,27 @@ def _is_image_name(name):
 
 
 def _has_image_file(path):
-  return any(_is_image_name(n) and os.path.isfile(os.path.join(path, n))
-             for n in _visible(os.listdir(path)))
+  return any(_is_image_name(n) and fileio.isfile(fileio.join(path, n))
+             for n in _listdir(path))
+
+
+def _identity(path):
+  """What a folder is: locally its real path (links resolved), else itself."""
+  return os.path.realpath(path) if fileio.is_local(path) else path
 
 
 def _files_under(root, folder):
   """Relative paths (to root) of the visible files under folder, sorted."""
   found, seen = [], set()
-  for dirpath, dirnames, filenames in os.walk(os.path.join(root, folder),
-                                              followlinks=True):
-    # Linked folders are followed, each once: a link to an ancestor must not
-    # make the walk endless.
-    seen.add(os.path.realpath(dirpath))
-    dirnames[:] = [d for d in _visible(dirnames)  # Hidden folders pruned.
-                   if os.path.realpath(os.path.join(dirpath, d)) not in seen]
-    found.extend(os.path.relpath(os.path.join(dirpath, n), root)
+  for dirpath, dirnames, filenames in fileio.gfile.walk(
+      fileio.join(root, folder)):
+    # Local linked folders are followed, each once: a link to an ancestor
+    # must not make the walk endless.
+    dirpath = dirpath.rstrip('/')
+    seen.add(_identity(dirpath))
+    dirnames[:] = [d for d in _visible(n.rstrip('/') for n in dirnames)
+                   if _identity(fileio.join(dirpath, d)) not in seen]
+    found.extend(fileio.join(dirpath, n)[len(root) + 1:]
                  for n in _visible(filenames))
   return sorted(found)
 
@@ -128,17 +140,17 @@ class FolderLayout:
 
   @property
   def config_name(self):
-    slug = re.sub(r'[^a-z0-9]+', '_', os.path.basename(self.root).lower())
+    slug = re.sub(r'[^a-z0-9]+', '_', fileio.basename(self.root).lower())
     return f'{slug.strip("_")[:40] or "root"}_{self.fingerprint[:16]}'
 
 
 def _labeled_split(root, split, prefix):
   """({class: relpaths}, stray relpaths) of one labeled split folder."""
-  folder = os.path.join(root, prefix) if prefix else root
-  by_class = {c: _files_under(root, os.path.join(prefix, c))
+  folder = fileio.join(root, prefix) if prefix else root
+  by_class = {c: _files_under(root, fileio.join(prefix, c) if prefix else c)
               for c in _subdirs(folder)}
-  stray = [os.path.join(prefix, n) for n in _visible(os.listdir(folder))
-           if os.path.isfile(os.path.join(folder, n))] if prefix else []
+  stray = [fileio.join(prefix, n) for n in _listdir(folder)
+           if fileio.isfile(fileio.join(folder, n))] if prefix else []
   if not any(_is_image_name(p) for paths in by_class.values() for p in paths):
     raise ImageFolderError(
         f'Split {split!r} ({folder}) has no image files in class '
@@ -150,9 +162,9 @@ def _fingerprint(root, relpaths):
   digest = hashlib.sha256(_VERSION.encode())
   for relpath in sorted(relpaths):
     try:
-      stat = os.stat(os.path.join(root, relpath))
-      size, mtime = stat.st_size, stat.st_mtime_ns
-    except OSError:  # A broken link: skipped later, its name still counts.
+      stat = fileio.gfile.stat(fileio.join(root, relpath))
+      size, mtime = stat.length, stat.mtime_nsec
+    except tf.errors.OpError:  # A broken link: skipped later; its name counts.
       size, mtime = -1, -1
     digest.update(f'{relpath}\0{size}\0{mtime}\n'.encode())
   return digest.hexdigest()
@@ -172,8 +184,8 @@ def read_layout(root):
       image file or a bad name, or a labeled split has a class that `train`
       lacks.
   """
-  root = os.path.abspath(os.path.expanduser(root))
-  if not os.path.isdir(root):
+  root = fileio.abspath(root).rstrip('/')
+  if not fileio.isdir(root):
     raise ImageFolderError(f'Image folder {root} does not exist or is not a '
                            f'folder. {_EXPECTED_LAYOUT}')
   top = _subdirs(root)
@@ -182,7 +194,7 @@ def read_layout(root):
                            f'{_EXPECTED_LAYOUT}')
   # A stray image directly in train/ must not turn its split into a class.
   simple = (not {TRAIN_SPLIT, UNLABELED_SPLIT} & set(top) and
-            any(_has_image_file(os.path.join(root, d)) for d in top))
+            any(_has_image_file(fileio.join(root, d)) for d in top))
   labeled, stray, unlabeled = {}, {}, None
   if simple:
     labeled[TRAIN_SPLIT], stray[TRAIN_SPLIT] = _labeled_split(
@@ -191,13 +203,13 @@ def read_layout(root):
     for split in top:
       if not _SPLIT_NAME.match(split) or split == 'all':
         raise ImageFolderError(
-            f'Split folder {os.path.join(root, split)}: a split name must be '
+            f'Split folder {fileio.join(root, split)}: a split name must be '
             "letters, digits and '_' and not 'all'; rename the folder.")
       if split == UNLABELED_SPLIT:
         unlabeled = _files_under(root, split)
         if not any(_is_image_name(p) for p in unlabeled):
           raise ImageFolderError(
-              f'Split folder {os.path.join(root, split)} has no image files. '
+              f'Split folder {fileio.join(root, split)} has no image files. '
               f'{_EXPECTED_LAYOUT}')
       else:
         labeled[split], stray[split] = _labeled_split(root, split, split)
@@ -299,7 +311,7 @@ class ImageFolderBuilder(tfds.core.GeneratorBasedBuilder,
     used = 0
     for relpath, label in self._layout.files[split]:
       try:
-        with open(os.path.join(root, relpath), 'rb') as f:
+        with fileio.gfile.GFile(fileio.join(root, relpath), 'rb') as f:
           image = encode_for_storage(f.read())
       except (OSError, tf.errors.OpError):  # Unreadable or not an image.
         skipped.append(relpath)
@@ -336,11 +348,9 @@ def is_image_folder(dataset_arg):
   Returns:
     True if it is an existing folder (and not a bare TFDS dataset name).
   """
-  path = os.path.expanduser(dataset_arg)
-  if not os.path.isdir(path):
+  if not fileio.isdir(fileio.abspath(dataset_arg)):
     return False
-  looks_like_path = (os.sep in dataset_arg or '/' in dataset_arg or
-                     dataset_arg.startswith(('.', '~')))
+  looks_like_path = ('/' in dataset_arg or dataset_arg.startswith(('.', '~')))
   return looks_like_path or dataset_arg not in tfds.list_builders(
       with_community_datasets=False)
 
