@@ -27,11 +27,14 @@ from absl import app
 from absl import flags
 
 import tf2  # pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
+import tensorflow as tf  # pylint: disable=g-bad-import-order
 
 from tf2 import checkpoint_files
 from tf2 import checkpoint_state
 from tf2 import data as data_lib
+from tf2 import evaluation
 from tf2 import experiment as experiment_lib
+from tf2 import fileio
 from tf2 import preflight
 from tf2 import presets
 from tf2 import run_lock
@@ -68,7 +71,8 @@ flags.DEFINE_bool('helpconfig', False, 'Print every setting of the '
 # (exit code 1): shown as one line that says what to do, not a traceback.
 _USER_ERRORS = (validation.ConfigError, preflight.PathError,
                 strategy_lib.NoTPUError, data_lib.DatasetNotPreparedError,
-                data_lib.ImageFolderError, checkpoint_files.CheckpointError)
+                data_lib.ImageFolderError, checkpoint_files.CheckpointError,
+                evaluation.EmptyEvalError)
 _RUN_ERRORS = (run_lock.LockedError, training.NonFiniteLossError,
                checkpoint_state.SaveError)
 
@@ -113,6 +117,13 @@ def main(argv):
     _exit_with(e, 2)
   except _RUN_ERRORS as e:
     _exit_with(e, 1)
+  except (OSError, tf.errors.OpError) as e:
+    problem = fileio.storage_problem(e)
+    if problem is None:
+      raise
+    _exit_with(f'writing failed: {problem}. Free some space (or fix the '
+               'permissions) and run the same command again: the run resumes '
+               'from its last complete checkpoint.', 1)
 
 
 if __name__ == '__main__':

@@ -157,7 +157,8 @@ class CheckpointState:
           fileio.rmtree(debris)
         else:
           fileio.gfile.remove(debris)
-      detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+      detail = fileio.storage_problem(e) or (
+          str(e).strip().splitlines() or [type(e).__name__])[0][:200]
       raise SaveError(
           f'Saving the checkpoint of step {step} in {self.model_dir} failed '
           f'({detail}); its partial files were removed and the earlier '

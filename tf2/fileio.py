@@ -17,6 +17,7 @@ Temporaries are named `.tmp-*`, so `remove_temporaries` can clear those an
 interrupted run left behind.
 """
 
+import errno
 import json
 import posixpath
 import uuid
@@ -153,6 +154,24 @@ def replace_dir_atomic(write_fn, target, commit_file=None):
     if old is not None:
       rmtree(old)
   return target
+
+
+# Storage failures a user fixes outside the program, by errno and by the
+# words TensorFlow's filesystems put in their messages.
+_STORAGE_ERRNOS = {errno.ENOSPC: 'no space left', errno.EDQUOT: 'quota',
+                   errno.EACCES: 'no permission', errno.EROFS: 'read-only'}
+_STORAGE_WORDS = ('No space left on device', 'Disk quota exceeded',
+                  'Permission denied', 'Read-only file system')
+
+
+def storage_problem(error):
+  """One line describing a full, read-only or forbidden disk, else None."""
+  if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
+    return f'{error.strerror} ({getattr(error, "filename", "") or ""})'
+  if isinstance(error, tf.errors.OpError):
+    return next((words for words in _STORAGE_WORDS if words in str(error)),
+                None)
+  return None
 
 
 def remove_temporaries(directory, patterns=(TMP_PREFIX + '*', '*_temp')):
