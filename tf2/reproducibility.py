@@ -31,14 +31,15 @@ the iterator instead was measured and set aside (TensorFlow 2.21):
     MultiDeviceIterator have no saved state (tensorflow#24408).
   - A plain tf.data iterator can be, but its state holds the shuffle buffer
     of decoded images and the prefetched batches: 0.77 MB for the 8 px
-    digits at batch 16 (the tiny model's whole checkpoint is ~1 MB), 2.8 MB
-    at 64 px; on ImageNet with 8 GPUs at batch 4096 the shuffle buffer alone
-    is 5120 decoded images (~2.5 GB) in every checkpoint, 10x a ResNet-50
-    training checkpoint. Symbolic checkpointing
-    (`tf.data.Options.experimental_symbolic_checkpoint`) drops the prefetch
-    buffers but still saves the shuffle buffer, and refuses the cache TFDS
-    puts on small datasets. A restored iterator with `experimental_slack`
-    (which data.py sets) never yields.
+    digits at batch 16, 2.8 MB at 64 px. On ImageNet with one pipeline
+    feeding 8 GPUs at batch 4096 (an estimate, not measured) the shuffle
+    buffer alone is 5120 decoded images, ~2.5 GB in every checkpoint: 10x a
+    ResNet-50 training checkpoint (~200 MB). Symbolic checkpointing
+    (`tf.data.Options.experimental_symbolic_checkpoint`) leaves out the
+    prefetched batches (0.34 MB instead of 0.77) but still saves the shuffle
+    buffer, and refuses the cache TFDS puts on small datasets. And an
+    iterator restored into a pipeline with `experimental_slack` (which
+    data.py sets) never yields.
 The price of restarting instead: each restart refills the shuffle buffer
 (10 per-replica batches, 50 at 32 px or less), negligible with checkpoints
 every epoch (the default) but noticeable with checkpoints every few steps;
