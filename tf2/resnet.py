@@ -97,12 +97,15 @@ class BatchNormRelu(tf_keras.layers.Layer):
   def _fused_gradient_applies(self, inputs, training):
     # Only where the Keras layer would normalise with batch statistics
     # (training, trainable) and a gradient may be taken; a symbolic
-    # `training` is left to the Keras layer. Never with a GPU visible, even
+    # `training` is left to the Keras layer, and so are float64 inputs (the
+    # gradient kernel has no float64). Never with a GPU visible, even
     # when conv_ops' gradients are forced on: cuDNN's gradient kernel reads
     # other saved statistics than the CPU kernel this path feeds.
     return (isinstance(training, (bool, int)) and bool(training) and
             not self.global_bn and self.bn.built and self.bn.trainable and
-            inputs.shape.rank == 4 and record.could_possibly_record() and
+            inputs.shape.rank == 4 and
+            inputs.dtype in (tf.float16, tf.bfloat16, tf.float32) and
+            record.could_possibly_record() and
             conv_ops.cpu_gradients_enabled() and
             not tf.config.list_logical_devices('GPU'))
 
@@ -110,8 +113,8 @@ class BatchNormRelu(tf_keras.layers.Layer):
     """The Keras layer's training-mode output, with the fused gradient.
 
     Args:
-      inputs: (B, H, W, C), any float dtype (16-bit inputs are normalised in
-        float32, as the Keras layer does).
+      inputs: (B, H, W, C) float32, float16 or bfloat16 (16-bit inputs are
+        normalised in float32, as the Keras layer does).
 
     Returns:
       (B, H, W, C) normalised, in the inputs' dtype; the moving statistics
