@@ -261,6 +261,7 @@ def test_a_failed_save_removes_its_partial_files_and_keeps_the_rest(
   state = checkpoint_state.CheckpointState.__new__(
       checkpoint_state.CheckpointState)
   state.optimizer, state.model_dir = optimizer, str(tmp_path)
+  state.save_dir = None
   state.manager = tf.train.CheckpointManager(
       tf.train.Checkpoint(v=variable, step=optimizer.iterations),
       str(tmp_path), max_to_keep=2)

@@ -101,8 +101,12 @@ def write_json_atomic(path, value, indent=1):
 
 
 def rmtree(path):
+  """Removes a folder and its contents, if it exists."""
   if exists(path):
-    gfile.rmtree(path)
+    try:
+      gfile.rmtree(path)
+    except tf.errors.NotFoundError:
+      pass  # Some entry went away meanwhile (or ram:// lists a moved one).
 
 
 def _move_files(source, target, commit_file):
