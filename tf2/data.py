@@ -259,7 +259,8 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
 
 
 def build_distributed_dataset(builder, global_batch_size, is_training,
-                              strategy, **kwargs):
+                              strategy, per_replica_pipelines=False,
+                              **kwargs):
   """`build_input_fn`'s dataset distributed by `strategy`.
 
   Args:
@@ -267,6 +268,10 @@ def build_distributed_dataset(builder, global_batch_size, is_training,
     global_batch_size: batch size summed over replicas.
     is_training: see `build_input_fn`.
     strategy: a tf.distribute strategy.
+    per_replica_pipelines: one input pipeline per replica (input_pipeline_id
+      = replica id) instead of one per worker. Each replica then reads what
+      it would read as a one-replica worker of a cluster, with the same seed
+      (tests compare a cluster with one process this way).
     **kwargs: keyword arguments of `build_input_fn` (split, image_size,
       train_mode, ...).
 
@@ -274,4 +279,9 @@ def build_distributed_dataset(builder, global_batch_size, is_training,
     A distributed dataset of per-replica (images, {'labels': one_hot}).
   """
   input_fn = build_input_fn(builder, global_batch_size, is_training, **kwargs)
-  return strategy.distribute_datasets_from_function(input_fn)
+  options = None
+  if per_replica_pipelines:
+    options = tf.distribute.InputOptions(
+        experimental_replication_mode=(
+            tf.distribute.InputReplicationMode.PER_REPLICA))
+  return strategy.distribute_datasets_from_function(input_fn, options)

@@ -16,13 +16,12 @@ import tensorflow as tf
 
 from tf2 import checkpoint_state
 from tf2 import color_augment
-from tf2 import config as config_lib
+from tf2 import components
 from tf2 import data as data_lib
 from tf2 import distillation
 from tf2 import evaluation
 from tf2 import experiment as experiment_lib
 from tf2 import fileio
-from tf2 import knn
 from tf2 import label_subset as label_subset_lib
 from tf2 import memory_buffer
 from tf2 import model as model_lib
@@ -48,6 +47,9 @@ class Context:
   strategy: tf.distribute.Strategy
   builder: object  # tfds.core.DatasetBuilder
   subset: Optional[label_subset_lib.LabelSubset]
+  # One training input pipeline per replica (see data.build_distributed_
+  # dataset); run.py keeps one per worker, as published.
+  per_replica_pipelines: bool = False
 
   @property
   def chief(self):
@@ -59,44 +61,6 @@ class Context:
     return fileio.join(self.experiment.run.model_dir,
                        f'{fileio.TMP_PREFIX}worker-'
                        f'{strategy_lib.worker_id(self.strategy)}')
-
-
-def model_config(experiment):
-  """The library's ModelConfig of an experiment."""
-  model, run = experiment.model, experiment.run
-  ft_proj_selector = model.ft_proj_selector
-  if ft_proj_selector == -1:
-    ft_proj_selector = model.num_proj_layers  # As documented: the last layer.
-  return config_lib.ModelConfig(
-      num_classes=experiment.resolved.num_classes,
-      resnet_depth=model.resnet_depth,
-      width_multiplier=model.width_multiplier, sk_ratio=model.sk_ratio,
-      se_ratio=model.se_ratio, image_size=model.image_size,
-      batch_norm_decay=model.batch_norm_decay,
-      # With one replica, local statistics are global ones; the plain layer
-      # is faster (fused kernel) and writes the same checkpoint keys.
-      global_bn=model.global_bn and experiment.resolved.num_replicas > 1,
-      # A student is trained as in fine-tuning: one view, supervised head.
-      train_mode='pretrain' if run.train_mode == 'pretrain' else 'finetune',
-      fine_tune_after_block=model.fine_tune_after_block,
-      proj_head_mode=model.proj_head_mode,
-      num_proj_layers=model.num_proj_layers, proj_out_dim=model.proj_out_dim,
-      ft_proj_selector=ft_proj_selector,
-      lineareval_while_pretraining=model.lineareval_while_pretraining,
-      use_blur=experiment.data.use_blur)
-
-
-def loss_config(experiment):
-  """The train step's LossConfig of an experiment."""
-  loss, optimizer = experiment.loss, experiment.optimizer
-  return training.LossConfig(
-      train_mode=experiment.run.train_mode,
-      lineareval_while_pretraining=(
-          experiment.model.lineareval_while_pretraining),
-      temperature=loss.temperature, hidden_norm=loss.hidden_norm,
-      optimizer=optimizer.optimizer, weight_decay=optimizer.weight_decay,
-      distillation_temperature=loss.distillation_temperature,
-      label_loss_weight=loss.label_loss_weight)
 
 
 def _label_subset(experiment, builder):
@@ -117,11 +81,17 @@ def _label_subset(experiment, builder):
       per_class=data.labels_per_class or None, seed=data.label_seed)
 
 
-def prepare(experiment):
+def prepare(experiment, strategy=None, per_replica_pipelines=False):
   """Validates and resolves; writes nothing in model_dir.
 
   The dataset is prepared in data_dir if it is the embedded one or an image
   folder (after validation, so bad settings never write there).
+
+  Args:
+    experiment: an Experiment.
+    strategy: the strategy to run under (e.g. a notebook's or a test's);
+      None builds the one the settings choose.
+    per_replica_pipelines: see `Context`.
 
   Returns:
     Context.
@@ -129,9 +99,10 @@ def prepare(experiment):
   validation.validate(experiment)
   preflight.check_paths(experiment)
   run = experiment.run
-  strategy = strategy_lib.build_strategy(
-      run.use_tpu, run.tpu_name, run.tpu_zone, run.gcp_project, run.master,
-      run.distribution_strategy or '', run.all_reduce_alg or '')
+  if strategy is None:
+    strategy = strategy_lib.build_strategy(
+        run.use_tpu, run.tpu_name, run.tpu_zone, run.gcp_project, run.master,
+        run.distribution_strategy or '', run.all_reduce_alg or '')
   if (run.jit_compile and strategy.num_replicas_in_sync > 1 and
       not training.whole_step_compilable(strategy)):
     raise validation.ConfigError(
@@ -171,78 +142,8 @@ def prepare(experiment):
                resolved.num_train_examples, resolved.train_steps,
                resolved.num_eval_examples, resolved.eval_steps,
                resolved.num_classes, resolved.num_replicas)
-  return Context(experiment, strategy, builder, subset)
-
-
-def _input_kwargs(experiment, split, subset=None):
-  """build_input_fn arguments; a label subset marks (or keeps) its examples.
-
-  Fine-tuning reads the labeled examples only; pretraining (linear eval)
-  and distillation read the whole split and use labels where marked.
-  """
-  data, train_mode = experiment.data, experiment.run.train_mode
-  return dict(split=split, image_size=experiment.model.image_size,
-              train_mode=train_mode, cache_dataset=data.cache_dataset,
-              color_jitter_strength=data.color_jitter_strength,
-              labeled_ids=None if subset is None else subset.labeled_ids,
-              labeled_only=train_mode == 'finetune',
-              augment_on_device=data.augment_on_device)
-
-
-def _train_dataset(context):
-  """The distributed train dataset; with --seed, `dataset(start_step)`.
-
-  A seeded run's data order is a function of the step: training.train
-  rebuilds its pipeline from every checkpoint's step (reproducibility.py).
-  """
-  experiment = context.experiment
-  data, seed = experiment.data, experiment.run.seed
-
-  def from_step(start_step=0):
-    return data_lib.build_distributed_dataset(
-        context.builder, data.train_batch_size, True, context.strategy,
-        seed=seed, start_step=start_step,
-        **_input_kwargs(experiment, data.train_split, context.subset))
-
-  return from_step() if seed is None else from_step
-
-
-def _knn_evaluator(context, eval_dataset):
-  """`fn(model)` of the kNN evaluation, its memory the labeled train split."""
-  experiment = context.experiment
-  data, run = experiment.data, experiment.run
-
-  def knn_eval(model):
-    memory = data_lib.build_distributed_dataset(
-        context.builder, data.eval_batch_size, False, context.strategy,
-        **dict(_input_kwargs(experiment, data.train_split, context.subset),
-               labeled_only=True))
-    results = knn.evaluate_knn(
-        model, context.strategy, memory, eval_dataset,
-        experiment.resolved.num_classes, k=run.knn_k,
-        temperature=run.knn_temperature,
-        eval_steps=experiment.resolved.eval_steps)
-    return {f'eval/{name}': value for name, value in results.items()}
-
-  return knn_eval
-
-
-def evaluators(context, model):
-  """The measurements of --eval_knn and of the supervised head, if any."""
-  experiment = context.experiment
-  data, run = experiment.data, experiment.run
-  dataset = data_lib.build_distributed_dataset(
-      context.builder, data.eval_batch_size, False, context.strategy,
-      **_input_kwargs(experiment, data.eval_split))
-  found = []
-  if model.supervised_head is not None:
-    found.append(lambda m: evaluation.evaluate(
-        m, context.strategy, dataset, experiment.resolved.eval_steps,
-        experiment.optimizer.optimizer, experiment.optimizer.weight_decay,
-        jit_compile=run.jit_compile))
-  if run.eval_knn:
-    found.append(_knn_evaluator(context, dataset))
-  return found
+  return Context(experiment, strategy, builder, subset,
+                 per_replica_pipelines)
 
 
 def evaluate_checkpoint(context, model, checkpoint_path, global_step=None):
@@ -250,7 +151,8 @@ def evaluate_checkpoint(context, model, checkpoint_path, global_step=None):
   results and exports it."""
   run = context.experiment.run
   return evaluation.evaluate_checkpoint(
-      model, checkpoint_path, run.model_dir, evaluators(context, model),
+      model, checkpoint_path, run.model_dir,
+      components.evaluators(context, model),
       run.keep_hub_module_max,
       scratch_dir=None if context.chief else context.scratch_dir(),
       global_step=global_step)
@@ -258,7 +160,8 @@ def evaluate_checkpoint(context, model, checkpoint_path, global_step=None):
 
 def build_model(context):
   with context.strategy.scope():
-    return model_lib.build_model(model_config(context.experiment))
+    return model_lib.build_model(
+        components.model_config(context.experiment))
 
 
 def _final_step(experiment):
@@ -351,7 +254,7 @@ def _train_locked(context):
   reproducibility.seed_run(run.seed, run.deterministic)
   model = build_model(context)
   with strategy.scope():
-    dataset = _train_dataset(context)
+    dataset = components.train_dataset(context)
     teacher = None
     if run.train_mode == 'distill':
       teacher = distillation.load_teacher(
@@ -385,7 +288,7 @@ def _train_locked(context):
                     if context.chief else tf.summary.create_noop_writer())
   views = data.train_batch_size * (2 if run.train_mode == 'pretrain' else 1)
   metrics = training.train(
-      state, strategy, dataset, loss_config(experiment),
+      state, strategy, dataset, components.loss_config(experiment),
       resolved.train_steps, resolved.steps_per_loop, learning_rate,
       summary_writer, teacher=teacher, memory=memory, augment_fn=augment_fn,
       nan_policy=run.nan_policy, views_per_step=views,
