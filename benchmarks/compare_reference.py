@@ -9,10 +9,11 @@ prepared once as TFDS under `--data_dir` with this project's builder (the
 reference reads prepared TFDS data by name).
 
 Timing excludes start-up: each run logs after every `--log_every` steps; the
-seconds per step are the wall time between the first log and the last one,
-divided by the steps between them (taken when each log line arrives). So
-process start, tracing and the first `--log_every` steps are left out, and
-the per-log checkpoint and summary writing (the same for both) stays in. The
+seconds per step are the wall time from the log of step `--log_every` to the
+last one, divided by the steps between them (taken when each log line
+arrives). So process start, tracing and the first `--log_every` steps are
+left out, and the per-log checkpoint and summary writing (the same for both)
+stays in. The
 CPU seconds per step (user + system time of the run's process over the same
 interval) are printed too: they move less than wall time when other work
 shares the cores. The final contrastive loss and accuracy (means over the
@@ -134,16 +135,24 @@ def timed_run(cwd, model_dir, data_dir):
                    _cpu_seconds(process.pid)))
     onednn = onednn or _ONEDNN_ON in line
     tail = (tail + [line])[-30:]
-  if process.wait() != 0 or len(logs) < 2:
-    sys.exit(f'{shlex.join(command)} (in {cwd}) failed or logged fewer than '
-             f'two steps; its last lines:\n{"".join(tail)}')
+  if process.wait() != 0 or logs[-1][0] <= FLAGS.log_every:
+    sys.exit(f'{shlex.join(command)} (in {cwd}) failed or logged no step '
+             f'after {FLAGS.log_every}; its last lines:\n{"".join(tail)}')
   return logs, onednn
 
 
-def per_step(logs):
-  """(wall, CPU) seconds per step between the first and the last log."""
-  (step0, wall0, cpu0), (step1, wall1, cpu1) = logs[0], logs[-1]
-  return (wall1 - wall0) / (step1 - step0), (cpu1 - cpu0) / (step1 - step0)
+def per_step(logs, first_step):
+  """(wall, CPU) seconds per step from the log of first_step to the last.
+
+  A step logged twice (ours logs progress before saving the checkpoint, and
+  the save after it) counts from its last line, as the reference's one line
+  comes after its save.
+  """
+  last_line = {step: (wall, cpu) for step, wall, cpu in logs}
+  start = min(step for step in last_line if step >= first_step)
+  end = max(last_line)
+  (wall0, cpu0), (wall1, cpu1) = last_line[start], last_line[end]
+  return (wall1 - wall0) / (end - start), (cpu1 - cpu0) / (end - start)
 
 
 def final_metrics(model_dir):
@@ -165,7 +174,7 @@ def final_metrics(model_dir):
 def measure(name, cwd, work_dir, data_dir, repeat):
   model_dir = os.path.join(work_dir, f'{name}_{repeat}')
   logs, onednn = timed_run(cwd, model_dir, data_dir)
-  wall, cpu = per_step(logs)
+  wall, cpu = per_step(logs, FLAGS.log_every)
   result = dict(name=name, wall=wall, cpu=cpu, onednn=onednn,
                 **final_metrics(model_dir))
   if not FLAGS.keep_model_dirs:
