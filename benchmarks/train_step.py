@@ -82,7 +82,8 @@ def main(argv):
   loss_config = training.LossConfig()
   with strategy.scope():
     model = model_lib.build_model(config)
-    optimizer = optimization.build_optimizer('lars', 0.1, 0.9, 1e-6)
+    optimizer = optimization.build_optimizer('lars', 0.1, 0.9, 1e-6,
+                                             model=model)
   step = training.make_train_step(model, optimizer, loss_config, strategy)
 
   @tf.function(jit_compile=FLAGS.jit)
