@@ -39,8 +39,9 @@ from tf2 import preflight
 from tf2 import presets
 from tf2 import run_lock
 from tf2 import runner
+from tf2 import settings
 from tf2 import strategy as strategy_lib
-from tf2 import training
+from tf2 import train_loop
 from tf2 import validation
 
 FLAGS = flags.FLAGS
@@ -50,12 +51,12 @@ _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
 
 
 def _define_setting_flags():
-  for name, (_, field) in experiment_lib.fields().items():
+  for name, (_, field) in settings.fields().items():
     help_text, choices = field.metadata['help'], field.metadata['choices']
     if choices:
       flags.DEFINE_enum(name, field.default, list(choices), help_text)
     else:
-      _DEFINE[experiment_lib.setting_type(field)](name, field.default,
+      _DEFINE[settings.setting_type(field)](name, field.default,
                                                   help_text)
 
 
@@ -73,7 +74,7 @@ _USER_ERRORS = (validation.ConfigError, preflight.PathError,
                 strategy_lib.NoTPUError, data_lib.DatasetNotPreparedError,
                 data_lib.ImageFolderError, checkpoint_files.CheckpointError,
                 evaluation.EmptyEvalError)
-_RUN_ERRORS = (run_lock.LockedError, training.NonFiniteLossError,
+_RUN_ERRORS = (run_lock.LockedError, train_loop.NonFiniteLossError,
                checkpoint_state.SaveError)
 
 
@@ -84,7 +85,7 @@ def _exit_with(error, code):
 
 def experiment_from_flags():
   """The Experiment the command line describes (see the module docstring)."""
-  given = {name: FLAGS[name].value for name in experiment_lib.fields()
+  given = {name: FLAGS[name].value for name in settings.fields()
            if FLAGS[name].present}
   return experiment_lib.compose(given, FLAGS.config, FLAGS.model_dir)
 
@@ -92,7 +93,7 @@ def experiment_from_flags():
 def describe(experiment):
   """Every setting, by section, with the source of those not at default."""
   lines = []
-  for section in experiment_lib.SECTIONS:
+  for section in settings.SECTIONS:
     lines.append(f'[{section}]')
     for name, value in sorted(
         dataclasses.asdict(getattr(experiment, section)).items()):

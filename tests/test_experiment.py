@@ -8,6 +8,7 @@ import pytest
 from tf2 import experiment as experiment_lib
 from tf2 import presets
 from tf2 import resolve as resolve_lib
+from tf2 import settings
 from tf2 import validation
 
 VALID = dict(model_dir='/tmp/m', dataset='digits', use_tpu=False)
@@ -18,15 +19,15 @@ def make(**values):
 
 
 def test_every_setting_has_a_help_text_and_one_home():
-  fields = experiment_lib.fields()
+  fields = settings.fields()
   assert len(fields) == sum(len(dataclasses.fields(cls)) for cls in
-                            experiment_lib.SECTIONS.values())
+                            settings.SECTIONS.values())
   for name, (_, field) in fields.items():
     assert field.metadata['help'], name
 
 
 def test_reference_flags_keep_their_defaults():
-  defaults = experiment_lib.defaults()
+  defaults = settings.defaults()
   # A sample of google-research/simclr tf2/run.py's flag defaults.
   assert defaults['learning_rate'] == 0.3
   assert defaults['train_batch_size'] == 512

@@ -18,6 +18,7 @@ from tf2 import experiment as experiment_lib
 from tf2 import fileio
 from tf2 import run_lock
 from tf2 import runner
+from tf2 import train_loop
 from tf2 import training
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -144,7 +145,7 @@ def test_a_nan_stops_training_and_keeps_the_good_checkpoint_and_export(
   runner.run(tiny(model_dir, data_dir, mode='train_then_eval', train_steps=2,
                   checkpoint_steps=2))
   good = snapshot(model_dir)
-  with pytest.raises(training.NonFiniteLossError, match=r'Step [34]: the loss'):
+  with pytest.raises(train_loop.NonFiniteLossError, match=r'Step [34]: the loss'):
     runner.run(tiny(model_dir, data_dir, train_steps=4, checkpoint_steps=2,
                     temperature=1e-30))
   assert tf.train.latest_checkpoint(str(model_dir)).endswith('ckpt-2')
@@ -171,7 +172,7 @@ def test_skip_step_policy_skips_a_step_that_is_not_finite_on_one_replica(
                                              model=model)
   step = training.make_train_step(model, optimizer, training.LossConfig(),
                                   two_cpu_strategy, nan_policy='skip_step')
-  loop = training.make_train_loop(two_cpu_strategy, step,
+  loop = train_loop.make_train_loop(two_cpu_strategy, step,
                                   stop_on_nonfinite=False)
   images = tf.random.stateless_uniform([4, 8, 8, 6], [1, 2])
   poisoned = tf.tensor_scatter_nd_update(images, [[3, 0, 0, 0]],

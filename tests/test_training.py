@@ -9,6 +9,7 @@ from tf2 import checkpoint_state
 from tf2 import config as config_lib
 from tf2 import model as model_lib
 from tf2 import optimization
+from tf2 import train_loop
 from tf2 import training
 
 _CONFIG = config_lib.ModelConfig(num_classes=4, resnet_depth=18, image_size=8,
@@ -122,7 +123,7 @@ def test_full_fine_tuning_from_a_saved_model_on_two_replicas(
                           source.resnet_model.variables):
     np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
-  training.train(state, two_cpu_strategy, dataset,
+  train_loop.train(state, two_cpu_strategy, dataset,
                  training.LossConfig(train_mode='finetune'), train_steps=2,
                  steps_per_loop=2, learning_rate=learning_rate,
                  summary_writer=tf.summary.create_noop_writer())
@@ -162,7 +163,7 @@ def test_augment_fn_runs_on_each_replica_with_a_seed_per_step_and_replica(
                                              model=model)
   step = training.make_train_step(model, optimizer, training.LossConfig(),
                                   two_cpu_strategy, augment_fn=augment_fn)
-  training.make_train_loop(two_cpu_strategy, step)(iter(dataset),
+  train_loop.make_train_loop(two_cpu_strategy, step)(iter(dataset),
                                                    tf.constant(2))
   assert sorted(seeds) == [(0, 0), (0, 1), (1, 0), (1, 1)]
   assert optimizer.iterations.numpy() == 2

@@ -16,7 +16,7 @@ import math
 
 from tf2 import architecture
 from tf2 import data as data_lib
-from tf2 import experiment as experiment_lib
+from tf2 import settings
 from tf2 import schedule
 from tf2 import validation
 
@@ -131,7 +131,7 @@ def resolve(experiment, builder, num_replicas, subset=None, arch=None,
                    data_lib.num_examples(builder, data.eval_split))
   train_steps, per_epoch, per_loop, eval_steps = steps(
       experiment, train_examples, eval_examples)
-  return experiment.with_resolved(experiment_lib.Resolved(
+  return experiment.with_resolved(settings.Resolved(
       num_classes=data_lib.num_classes(builder),
       num_split_examples=split_examples, num_labeled_examples=labeled,
       num_unlabeled_examples=unlabeled, num_train_examples=train_examples,

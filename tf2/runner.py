@@ -33,6 +33,7 @@ from tf2 import resolve as resolve_lib
 from tf2 import run_lock
 from tf2 import schedule
 from tf2 import strategy as strategy_lib
+from tf2 import train_loop
 from tf2 import training
 from tf2 import validation
 from tf2.datasets import image_folder
@@ -287,7 +288,7 @@ def _train_locked(context):
   summary_writer = (tf.summary.create_file_writer(run.model_dir)
                     if context.chief else tf.summary.create_noop_writer())
   views = data.train_batch_size * (2 if run.train_mode == 'pretrain' else 1)
-  metrics = training.train(
+  metrics = train_loop.train(
       state, strategy, dataset, components.loss_config(experiment),
       resolved.train_steps, resolved.steps_per_loop, learning_rate,
       summary_writer, teacher=teacher, memory=memory, augment_fn=augment_fn,
