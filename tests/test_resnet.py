@@ -14,10 +14,10 @@ import tf_keras
 
 from tests import golden
 from tests.test_checkpoint_io import write_tf1_checkpoint
+from tf2 import batch_norm
 from tf2 import checkpoint_restore
 from tf2 import conv_ops
 from tf2 import model as model_lib
-from tf2 import resnet
 
 CHANNELS = 16
 
@@ -44,14 +44,14 @@ def _built(layer, bn, center):
 
 
 def _ours(center=True):
-  layer = resnet.BatchNormRelu(relu=False, center=center)
+  layer = batch_norm.BatchNormRelu(relu=False, center=center)
   return _built(layer, layer.bn, center), layer.bn
 
 
 def _reference_layer(center=True):
   """The reference's batch norm, as its resnet.py builds it."""
   bn = tf_keras.layers.BatchNormalization(
-      momentum=0.9, epsilon=resnet.BATCH_NORM_EPSILON, center=center,
+      momentum=0.9, epsilon=batch_norm.BATCH_NORM_EPSILON, center=center,
       fused=False)
   return _built(bn, bn, center), bn
 
@@ -164,3 +164,30 @@ def test_train_mode_under_a_tape_matches_the_goldens_tighter(tmp_path):
     np.testing.assert_array_equal(taped[endpoint].numpy(),
                                   plain[endpoint].numpy())
     golden.assert_close_relative(taped[endpoint].numpy(), expected, 2e-4, key)
+
+
+def test_fused_gradient_path_is_refused_where_a_gpu_is_visible(monkeypatch):
+  # cuDNN's batch-norm gradient kernel reads other saved statistics than the
+  # CPU kernel this path feeds, so even a forced-on conv_ops switch must not
+  # send a GPU's training step through it.
+  layer, _ = _ours()
+  inputs = _inputs()
+  conv_ops.set_cpu_gradients(True)
+  try:
+    with tf.GradientTape():
+      assert layer._fused_gradient_applies(inputs, True)
+      real_list = tf.config.list_logical_devices
+      monkeypatch.setattr(
+          tf.config, 'list_logical_devices',
+          lambda kind=None: (['/device:GPU:0'] if kind == 'GPU'
+                             else real_list(kind)))
+      assert not layer._fused_gradient_applies(inputs, True)
+  finally:
+    conv_ops.set_cpu_gradients(None)
+  # Nor outside a tape, in inference, or for float64.
+  monkeypatch.undo()
+  assert not layer._fused_gradient_applies(inputs, True)
+  with tf.GradientTape():
+    assert not layer._fused_gradient_applies(inputs, False)
+    assert not layer._fused_gradient_applies(tf.cast(inputs, tf.float64),
+                                             True)

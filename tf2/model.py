@@ -13,6 +13,7 @@ import tensorflow as tf
 import tf_keras
 
 from tf2 import config as config_lib
+from tf2 import batch_norm
 from tf2 import resnet
 
 PROJ_HEAD_MODES = ('none', 'linear', 'nonlinear')
@@ -42,7 +43,7 @@ class LinearLayer(tf_keras.layers.Layer):
     self.dense = (None if callable(num_classes) else
                   tf_keras.layers.Dense(num_classes, **self._dense_kwargs))
     if use_bn:
-      self.bn_relu = resnet.BatchNormRelu(
+      self.bn_relu = batch_norm.BatchNormRelu(
           relu=False, center=use_bias, batch_norm_decay=batch_norm_decay,
           global_bn=global_bn)
 
