@@ -17,7 +17,6 @@ move them.
 """
 
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,13 +24,14 @@ import time
 
 from absl import app
 from absl import flags
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tf2  # pylint: disable=unused-import,g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
+from benchmarks import machine  # pylint: disable=g-import-not-at-top
+from benchmarks import synthetic_jpegs  # pylint: disable=g-import-not-at-top
 from tf2 import color_augment  # pylint: disable=g-import-not-at-top
 from tf2 import data as data_lib  # pylint: disable=g-import-not-at-top
 
@@ -41,36 +41,6 @@ flags.DEFINE_integer('device_batches', 5, 'Timed device batches per run.')
 flags.DEFINE_integer('repeats', 3, 'Runs per measurement; the median is shown.')
 flags.DEFINE_integer('num_jpegs', 128, 'Synthetic JPEGs written.')
 FLAGS = flags.FLAGS
-
-_JPEG_SHAPE = (375, 500)  # About the mean size of ImageNet's photos.
-
-
-def cpu_model():
-  """The CPU's model name, from /proc/cpuinfo where there is one."""
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
-def write_jpegs(root, count):
-  """`count` photo-like JPEGs (smooth colours, fine noise) in two classes."""
-  rng = np.random.RandomState(0)
-  height, width = _JPEG_SHAPE
-  for i in range(count):
-    folder = os.path.join(root, f'class_{i % 2}')
-    os.makedirs(folder, exist_ok=True)
-    coarse = rng.uniform(0, 255, [1, 6, 8, 3]).astype(np.float32)
-    image = tf.image.resize(coarse, [height, width], method='bicubic')[0]
-    image += rng.normal(0, 12, [height, width, 3])
-    jpeg = tf.io.encode_jpeg(tf.cast(tf.clip_by_value(image, 0, 255),
-                                     tf.uint8), quality=90)
-    tf.io.write_file(os.path.join(folder, f'{i}.jpg'), jpeg)
-
 
 def _median_rate(run, repeats):
   """Median of `repeats` calls of run() -> (count, seconds), as count/s."""
@@ -138,16 +108,17 @@ def transfer_rounding(builder, image_size):
 def main(argv):
   del argv
   gpus = tf.config.list_physical_devices('GPU')
-  print(f'CPU: {cpu_model()} ({os.cpu_count()} cores visible); '
+  print(f'{machine.describe(machine.tensorflow_onednn_enabled())}; '
         f'TensorFlow {tf.__version__}; device augmentation on '
         f'{"GPU" if gpus else "CPU"}; batch {FLAGS.batch_size} examples '
         '(two views each)')
+  height, width = synthetic_jpegs.JPEG_SHAPE
   with tempfile.TemporaryDirectory() as tmp:
-    write_jpegs(os.path.join(tmp, 'jpegs'), FLAGS.num_jpegs)
+    synthetic_jpegs.write_jpegs(os.path.join(tmp, 'jpegs'), FLAGS.num_jpegs)
     sources = [
         ('digits', 32, data_lib.get_builder('digits',
                                             os.path.join(tmp, 'tfds'))),
-        (f'{FLAGS.num_jpegs} JPEGs {_JPEG_SHAPE[1]}x{_JPEG_SHAPE[0]}', 224,
+        (f'{FLAGS.num_jpegs} JPEGs {width}x{height}', 224,
          data_lib.get_builder(os.path.join(tmp, 'jpegs'),
                               os.path.join(tmp, 'tfds')))]
     for name, size, builder in sources:

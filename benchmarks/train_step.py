@@ -1,17 +1,25 @@
-r"""Prints pretraining throughput (images/s) of the train step.
+r"""Prints pretraining throughput of the train step: bare, then end to end.
 
-Synthetic two-view batches go through the same step run.py uses (model,
-NT-Xent with cross-replica negatives, weight decay, LARS), under the default
-strategy of this machine (all GPUs, else the CPU). Timing starts after
-warm-up steps, so tracing and compilation are excluded. The CPU time of the
-process per step is printed too: on a machine shared with other work it
-varies less than wall time. The output names the CPU, AVX-512, whether
-TensorFlow's oneDNN kernels ran and ONEDNN_MAX_CPU_ISA (see
-benchmarks/machine.py): CPU figures mean little without them.
+The bare step: one batch of synthetic two-view images, already in memory,
+goes through the step run.py uses (model, NT-Xent with cross-replica
+negatives, weight decay, LARS; with --augment_on_device the colour
+distortion too) under the default strategy of this machine (all GPUs, else
+the CPU). With --input=digits or --input=jpegs the same step is then fed by
+run.py's input pipeline and training loop (decoding, crops, flips and, on
+the host unless --augment_on_device, the colour distortion): the embedded
+digits, or synthetic JPEGs the size of an average ImageNet photo
+(benchmarks/input_pipeline.py). Timing starts after warm-up steps, so
+tracing and compilation are excluded. Figures: images/s, views/s (two views
+per image), ms/step, the CPU time of the process per step (less moved by
+other work on a shared machine than wall time) and, on a GPU, its peak
+memory. The output names the CPU, AVX-512, whether TensorFlow's oneDNN
+kernels ran and ONEDNN_MAX_CPU_ISA (benchmarks/machine.py): CPU figures mean
+little without them.
 
-  python benchmarks/train_step.py --config=r18_32px
+  python benchmarks/train_step.py --config=r18_32px --input=digits
   python benchmarks/train_step.py --config=r50_224px --batch_size=256 \
-    --mixed_precision --jit
+    --mixed_precision=mixed_bfloat16 --jit_compile --input=jpegs \
+    --augment_on_device
   # TensorFlow's own convolution gradients (before tf2/conv_ops.py), with the
   # 15 op types that took longest:
   python benchmarks/train_step.py --config=r18_16px --batch_size=64 \
@@ -32,14 +40,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tf2  # pylint: disable=unused-import,g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,g-bad-import-order
-import tf_keras  # pylint: disable=g-import-not-at-top
 
+from benchmarks import synthetic_jpegs  # pylint: disable=g-import-not-at-top
 from benchmarks import machine  # pylint: disable=g-import-not-at-top
+from tf2 import color_augment  # pylint: disable=g-import-not-at-top
 from tf2 import config as config_lib  # pylint: disable=g-import-not-at-top
 from tf2 import conv_ops  # pylint: disable=g-import-not-at-top
+from tf2 import data as data_lib  # pylint: disable=g-import-not-at-top
 from tf2 import model as model_lib  # pylint: disable=g-import-not-at-top
 from tf2 import optimization  # pylint: disable=g-import-not-at-top
+from tf2 import precision  # pylint: disable=g-import-not-at-top
 from tf2 import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
+from tf2 import train_loop  # pylint: disable=g-import-not-at-top
 from tf2 import training  # pylint: disable=g-import-not-at-top
 
 CONFIGS = {
@@ -52,77 +64,156 @@ flags.DEFINE_enum('config', 'r18_32px', list(CONFIGS), 'Named configuration.')
 flags.DEFINE_integer('batch_size', 0, 'Global batch; 0 = the config\'s.')
 flags.DEFINE_integer('warmup_steps', 3, 'Untimed steps first.')
 flags.DEFINE_integer('steps', 10, 'Timed steps.')
-flags.DEFINE_bool('mixed_precision', False, 'mixed_bfloat16 compute (no loss '
-                  'scaling needed).')
-flags.DEFINE_bool('jit', False, 'Compile the step with XLA.')
+flags.DEFINE_enum('mixed_precision', 'float32', list(precision.POLICIES),
+                  'As run.py\'s --mixed_precision.')
+flags.DEFINE_bool('jit_compile', False, 'As run.py\'s --jit_compile.')
+flags.DEFINE_bool('augment_on_device', False,
+                  'As run.py\'s --augment_on_device: the colour distortion '
+                  'runs in the step, not in the input pipeline.')
+flags.DEFINE_enum('input', 'synthetic', ['synthetic', 'digits', 'jpegs'],
+                  'synthetic: the bare step only; digits or jpegs: then the '
+                  'same step end to end, fed by run.py\'s input pipeline.')
+flags.DEFINE_integer('num_jpegs', 256, 'Synthetic JPEGs for --input=jpegs.')
 flags.DEFINE_enum('conv_gradients', 'auto', ['auto', 'tensorflow'],
                   'auto: tf2/conv_ops.py decides (its reformulated gradients '
                   'when no GPU/TPU is visible); tensorflow: TensorFlow\'s own '
                   'convolution gradient kernels everywhere.')
-flags.DEFINE_integer('profile_ops', 0, 'If > 0, trace the timed steps and '
-                     'print this many op types (and single ops) by total '
+flags.DEFINE_integer('profile_ops', 0, 'If > 0, trace the timed bare steps '
+                     'and print this many op types (and single ops) by total '
                      'time. Tracing slows the step a little.')
 FLAGS = flags.FLAGS
 
 
+def _gpu():
+  return bool(tf.config.list_physical_devices('GPU'))
+
+
+def _device_name():
+  if _gpu():
+    return tf.config.experimental.get_device_details(
+        tf.config.list_physical_devices('GPU')[0]).get('device_name', 'GPU')
+  return f'CPU ({os.cpu_count()} cores)'
+
+
+def _timed(run, steps, wait):
+  """(seconds, CPU seconds) per step of run(steps), after `wait()` returns.
+
+  On a GPU the peak memory counter is reset first (see _peak_memory).
+  """
+  if _gpu():
+    tf.config.experimental.reset_memory_stats('GPU:0')
+  start, cpu_start = time.perf_counter(), time.process_time()
+  run(steps)
+  wait()
+  return ((time.perf_counter() - start) / steps,
+          (time.process_time() - cpu_start) / steps)
+
+
+def _peak_memory():
+  if not _gpu():
+    return ''
+  peak = tf.config.experimental.get_memory_info('GPU:0')['peak']
+  return f', peak GPU memory {peak / 2**30:.1f} GiB'
+
+
+def _line(name, batch, seconds, cpu_seconds):
+  return (f'{name}: {batch / seconds:.1f} images/s, '
+          f'{2 * batch / seconds:.1f} views/s ({seconds * 1000:.1f} ms/step, '
+          f'{cpu_seconds * 1000:.0f} CPU ms/step{_peak_memory()})')
+
+
+def _builder(tmp):
+  """The TFDS builder --input names, prepared under `tmp`."""
+  if FLAGS.input == 'digits':
+    return data_lib.get_builder('digits', os.path.join(tmp, 'tfds'))
+  folder = os.path.join(tmp, 'jpegs')
+  synthetic_jpegs.write_jpegs(folder, FLAGS.num_jpegs)
+  return data_lib.get_builder(folder, os.path.join(tmp, 'tfds'))
+
+
 def main(argv):
   del argv
+  with tempfile.TemporaryDirectory() as tmp:
+    builder = None if FLAGS.input == 'synthetic' else _builder(tmp)
+    measure(builder)
+  print('machine:', machine.describe(machine.tensorflow_onednn_enabled()))
+
+
+def measure(builder):
+  """Prints the bare step's figures, then end to end from `builder` if any."""
   spec = CONFIGS[FLAGS.config]
   batch = FLAGS.batch_size or spec['batch_size']
   size = spec['image_size']
   if FLAGS.conv_gradients == 'tensorflow':
     conv_ops.set_cpu_gradients(False)
-  if FLAGS.mixed_precision:
-    tf_keras.mixed_precision.set_global_policy('mixed_bfloat16')
-  strategy = strategy_lib.build_strategy(use_tpu=False)
-  replicas = strategy.num_replicas_in_sync
-  config = config_lib.ModelConfig(
-      num_classes=1000, resnet_depth=spec['resnet_depth'], image_size=size,
-      global_bn=replicas > 1)
-  loss_config = training.LossConfig()
-  with strategy.scope():
-    model = model_lib.build_model(config)
-    optimizer = optimization.build_optimizer('lars', 0.1, 0.9, 1e-6,
-                                             model=model)
-  step = training.make_train_step(model, optimizer, loss_config, strategy)
+  num_classes = data_lib.num_classes(builder) if builder else 1000
+  with precision.policy(FLAGS.mixed_precision):
+    strategy = strategy_lib.build_strategy(use_tpu=False)
+    replicas = strategy.num_replicas_in_sync
+    config = config_lib.ModelConfig(
+        num_classes=num_classes, resnet_depth=spec['resnet_depth'],
+        image_size=size, global_bn=replicas > 1)
+    with strategy.scope():
+      model = model_lib.build_model(config)
+      optimizer = precision.wrap_optimizer(
+          optimization.build_optimizer('lars', 0.1, 0.9, 1e-6, model=model),
+          FLAGS.mixed_precision)
+    augment_fn = (color_augment.make_augment_fn()
+                  if FLAGS.augment_on_device else None)
+    step = training.make_train_step(
+        model, optimizer, training.LossConfig(), strategy,
+        augment_fn=augment_fn, jit_compile=FLAGS.jit_compile)
+    print(f'config={FLAGS.config} batch={batch} replicas={replicas} '
+          f'mixed_precision={FLAGS.mixed_precision} '
+          f'jit_compile={FLAGS.jit_compile} '
+          f'augment_on_device={FLAGS.augment_on_device} '
+          f'conv_gradients={FLAGS.conv_gradients} device={_device_name()}')
+    bare = _bare_step(strategy, step, optimizer, batch, size, num_classes)
+    print(_line('bare step (synthetic batch in memory)', batch, *bare))
+    if builder:
+      seconds, cpu_seconds = _end_to_end(strategy, step, optimizer, batch,
+                                         size, builder)
+      print(_line(f'end to end ({FLAGS.input} through run.py\'s input '
+                  'pipeline and loop)', batch, seconds, cpu_seconds) +
+            f'; {bare[0] / seconds:.0%} of the bare step\'s rate')
 
-  @tf.function(jit_compile=FLAGS.jit)
-  def replica_step(images, labels):
-    return step(images, labels)
+
+def _bare_step(strategy, step, optimizer, batch, size, num_classes):
+  """(s, CPU s) per step on one synthetic batch held by the device."""
 
   @tf.function
   def run_steps(images, labels, n):
     for _ in tf.range(n):
-      strategy.run(replica_step, (images, labels))
+      strategy.run(step, (images, labels))
 
-  per_replica = batch // replicas
+  per_replica = batch // strategy.num_replicas_in_sync
   images = tf.random.uniform([per_replica, size, size, 6])
-  labels = tf.one_hot(tf.zeros([per_replica], tf.int32), 1000)
+  labels = tf.one_hot(tf.zeros([per_replica], tf.int32), num_classes)
   run_steps(images, labels, tf.constant(FLAGS.warmup_steps))
-  _ = optimizer.iterations.numpy()  # Waits for the warm-up to finish.
+  wait = lambda: optimizer.iterations.numpy()
+  wait()
   trace_dir = tempfile.mkdtemp() if FLAGS.profile_ops else None
   if trace_dir:
     tf.profiler.experimental.start(trace_dir)
-  start, cpu_start = time.perf_counter(), time.process_time()
-  run_steps(images, labels, tf.constant(FLAGS.steps))
-  _ = optimizer.iterations.numpy()
-  elapsed = time.perf_counter() - start
-  cpu_per_step = (time.process_time() - cpu_start) / FLAGS.steps
+  result = _timed(lambda n: run_steps(images, labels, tf.constant(n)),
+                  FLAGS.steps, wait)
   if trace_dir:
     tf.profiler.experimental.stop()
-  device = (tf.config.experimental.get_device_details(
-      tf.config.list_physical_devices('GPU')[0]).get('device_name', 'GPU')
-            if tf.config.list_physical_devices('GPU') else
-            f'CPU ({os.cpu_count()} cores)')
-  print(f'config={FLAGS.config} batch={batch} replicas={replicas} '
-        f'mixed_precision={FLAGS.mixed_precision} jit={FLAGS.jit} '
-        f'conv_gradients={FLAGS.conv_gradients} device={device}: '
-        f'{batch * FLAGS.steps / elapsed:.1f} images/s '
-        f'({elapsed / FLAGS.steps * 1000:.1f} ms/step, '
-        f'{cpu_per_step * 1000:.0f} CPU ms/step)')
-  print('machine:', machine.describe(machine.tensorflow_onednn_enabled()))
-  if trace_dir:
     print_op_profile(trace_dir, FLAGS.profile_ops, FLAGS.steps)
+  return result
+
+
+def _end_to_end(strategy, step, optimizer, batch, size, builder):
+  """(s, CPU s) per step with run.py's input pipeline and training loop."""
+  dataset = data_lib.build_distributed_dataset(
+      builder, batch, True, strategy, split='train', image_size=size,
+      train_mode='pretrain', augment_on_device=FLAGS.augment_on_device)
+  iterator = iter(dataset)
+  loop = train_loop.make_train_loop(strategy, step)
+  loop(iterator, tf.constant(FLAGS.warmup_steps))
+  wait = lambda: optimizer.iterations.numpy()
+  wait()
+  return _timed(lambda n: loop(iterator, tf.constant(n)), FLAGS.steps, wait)
 
 
 def op_times(trace_dir):
