@@ -6,13 +6,13 @@ batch-norm moving statistics, which are stored in the npz.
 """
 
 import json
-import zlib
 
 import numpy as np
 
 from tf2 import config as config_lib
 
 from tests.conftest import FIXTURES
+from tests.fixture_weights import rule_weight
 
 GOLDEN_CONFIGS = ('r18_1x_sk0_32px', 'r50_1x_sk0_64px', 'r50_1x_sk1_64px')
 LAYOUTS = ('r50_1x_sk0', 'r50_1x_sk1', 'r50_2x_sk0', 'r50_2x_sk1',
@@ -27,25 +27,6 @@ def load_golden(name):
     config = json.load(f)
   arrays = dict(np.load(FIXTURES / 'golden' / f'{name}.npz'))
   return config, arrays
-
-
-def rule_weight(name, shape):
-  """The fixture's deterministic value for a TF1 variable."""
-  rng = np.random.RandomState(zlib.crc32(name.encode()))
-  leaf = name.rsplit('/', 1)[-1]
-  if leaf == 'kernel' and len(shape) == 4:
-    value = rng.standard_normal(shape) * np.sqrt(2 / np.prod(shape[:-1]))
-  elif leaf == 'kernel':
-    value = rng.standard_normal(shape) * np.sqrt(1 / shape[0])
-  elif leaf == 'bias':
-    value = 0.01 * rng.standard_normal(shape)
-  elif leaf == 'gamma':
-    value = 1 + 0.1 * rng.standard_normal(shape)
-  elif leaf == 'beta':
-    value = 0.1 * rng.standard_normal(shape)
-  else:
-    raise ValueError(f'No rule for {name}')
-  return value.astype(np.float32)
 
 
 def golden_weights(config, arrays):
