@@ -117,7 +117,8 @@ class CheckpointState:
         raise checkpoint_files.CheckpointError(
             f'{latest}: reading it failed ({str(e).splitlines()[0][:200]}). '
             'Move it away to resume from the checkpoint before it.') from None
-      message = f'Resumed from {latest} at step {int(self.global_step.numpy())}.'
+      step = int(self.global_step.numpy())
+      message = f'Resumed from {latest} at step {step}.'
       newest = tf.train.latest_checkpoint(self.model_dir)
       if latest != newest:
         message += (f' (The newer {newest} is damaged and will be '

@@ -71,7 +71,8 @@ def digits_pretrain():
     python run.py --config=digits_pretrain --model_dir=/tmp/digits_pretrain
   """
   return dict(_DIGITS, **_DIGITS_NEW_MODEL, mode='train_then_eval',
-              train_mode='pretrain', resnet_depth=18, train_batch_size=128, train_epochs=60,
+              train_mode='pretrain', resnet_depth=18, train_batch_size=128,
+              train_epochs=60,
               learning_rate=1.0, weight_decay=1e-4, temperature=0.2,
               use_blur=False, color_jitter_strength=0.5, warmup_epochs=5,
               lineareval_while_pretraining=False, checkpoint_epochs=20)
@@ -99,7 +100,8 @@ def digits_distill():
     python run.py --config=digits_distill --teacher_checkpoint=/tmp/digits_ft10 --model_dir=/tmp/digits_distill
   """
   return dict(_DIGITS_SUPERVISED, **_DIGITS_NEW_MODEL, train_mode='distill',
-              label_fraction=0.1, resnet_depth=18, learning_rate=0.4, train_epochs=15,
+              label_fraction=0.1, resnet_depth=18, learning_rate=0.4,
+              train_epochs=15,
               checkpoint_epochs=15)
 
 
@@ -109,7 +111,8 @@ def digits_supervised():
     python run.py --config=digits_supervised --model_dir=/tmp/digits_supervised
   """
   return dict(_DIGITS_SUPERVISED, **_DIGITS_NEW_MODEL, train_mode='finetune',
-              label_fraction=0.1, resnet_depth=18, learning_rate=0.4, train_steps=300,
+              label_fraction=0.1, resnet_depth=18, learning_rate=0.4,
+              train_steps=300,
               checkpoint_steps=300)
 
 
