@@ -26,6 +26,11 @@ class SaveError(RuntimeError):
   """A checkpoint could not be written; the message says why and what to do."""
 
 
+# Damaged checkpoints already reported by this process: a run looks for its
+# checkpoint more than once (architecture, then resume) and says it once.
+_REPORTED_DAMAGED = set()
+
+
 def newest_complete_checkpoint(model_dir):
   """The newest checkpoint of model_dir that opens whole, or None.
 
@@ -47,7 +52,10 @@ def newest_complete_checkpoint(model_dir):
     try:
       checkpoint_files.open_checkpoint(path)
     except checkpoint_files.CheckpointError as e:
-      logging.warning('Passing over the damaged checkpoint %s: %s', path, e)
+      if path not in _REPORTED_DAMAGED:
+        logging.warning('Passing over the damaged checkpoint %s: %s', path,
+                        e)
+        _REPORTED_DAMAGED.add(path)
       damaged.append(path)
       continue
     return path
