@@ -35,6 +35,12 @@ def test_label_subset_counts_are_logged_and_recorded(teacher):
   assert len(subset['labeled_ids']) == 145
 
 
+# Slow (run with -m slow): the same path runs in-process in
+# tests/test_runner.py::test_the_recipe_runs_on_an_in_memory_filesystem
+# (a fine-tuned teacher's selector read from its record, kNN and label
+# eval, export, a smaller student from a SavedModel teacher); this one
+# adds the run.py process around it.
+@pytest.mark.slow
 def test_distill_from_a_finetuned_teacher_end_to_end(teacher, tmp_path):
   model_dir = tmp_path / 'student'
   result = run_py(*TINY, '--mode=train_then_eval', '--train_mode=distill',
@@ -53,6 +59,7 @@ def test_distill_from_a_finetuned_teacher_end_to_end(teacher, tmp_path):
   assert (model_dir / 'saved_model' / '2' / 'saved_model.pb').exists()
 
 
+@pytest.mark.slow  # As above.
 def test_smaller_student_learns_from_a_saved_model_teacher(teacher, tmp_path):
   saved_model = teacher['model_dir'] / 'saved_model' / '3'
   model_dir = tmp_path / 'small'
