@@ -21,7 +21,9 @@ import contextlib
 import tensorflow as tf
 import tf_keras
 
-POLICIES = ('float32', 'mixed_bfloat16', 'mixed_float16')
+from tf2 import settings
+
+POLICIES = settings.PRECISION_POLICIES
 
 
 @contextlib.contextmanager

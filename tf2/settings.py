@@ -13,6 +13,13 @@ import typing
 from typing import Optional
 
 
+# Choices that library modules check too (training, precision, strategy
+# import them from here, so the flags and the library accept the same).
+NAN_POLICIES = ('stop', 'skip_step')
+PRECISION_POLICIES = ('float32', 'mixed_bfloat16', 'mixed_float16')
+DISTRIBUTION_STRATEGIES = ('mirrored', 'multi_worker_mirrored', 'tpu')
+
+
 def _field(default, help_text, choices=None):
   return dataclasses.field(default=default,
                            metadata=dict(help=help_text, choices=choices))
@@ -160,7 +167,7 @@ class RunSection:
   nan_policy: str = _field(
       'stop', 'What a step with a non-finite (NaN/Inf) loss or gradient '
       'does: stop training there (nothing of it is saved), or skip_step '
-      '(no update on any replica).', ('stop', 'skip_step'))
+      '(no update on any replica).', NAN_POLICIES)
   progress_interval_secs: float = _field(
       60.0, 'Seconds between progress lines (step, steps/s, views/s, ETA) '
       'between checkpoints.')
@@ -190,13 +197,13 @@ class RunSection:
       'float32', 'Compute precision: float32 (as published), mixed_bfloat16 '
       'or mixed_float16 (with dynamic loss scaling). Variables, batch-norm '
       'statistics, losses and the optimizer stay float32.',
-      ('float32', 'mixed_bfloat16', 'mixed_float16'))
+      PRECISION_POLICIES)
   distribution_strategy: Optional[str] = _field(
       None, 'mirrored (the GPUs of this machine, else its CPU), '
       'multi_worker_mirrored (every worker TF_CONFIG names) or tpu. Default: '
       'tpu with --use_tpu, else multi_worker_mirrored when TF_CONFIG names '
       'a cluster, else mirrored.',
-      ('mirrored', 'multi_worker_mirrored', 'tpu'))
+      DISTRIBUTION_STRATEGIES)
   all_reduce_alg: Optional[str] = _field(
       None, 'Collective implementation: nccl or hierarchical_copy between '
       "the GPUs of a machine, ring or nccl between workers; default: "

@@ -17,7 +17,9 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ('mirrored', 'multi_worker_mirrored', 'tpu')
+from tf2 import settings
+
+STRATEGIES = settings.DISTRIBUTION_STRATEGIES
 ALL_REDUCE_ALGS = ('', 'nccl', 'hierarchical_copy', 'ring')
 
 

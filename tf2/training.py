@@ -21,8 +21,9 @@ from tf2 import objective
 from tf2 import optimization
 from tf2 import precision
 from tf2 import reproducibility
+from tf2 import settings
 
-NAN_POLICIES = ('stop', 'skip_step')
+NAN_POLICIES = settings.NAN_POLICIES
 
 
 @dataclasses.dataclass(frozen=True)
