@@ -8,7 +8,7 @@ the CPU). With --input=digits or --input=jpegs the same step is then fed by
 run.py's input pipeline and training loop (decoding, crops, flips and, on
 the host unless --augment_on_device, the colour distortion): the embedded
 digits, or synthetic JPEGs the size of an average ImageNet photo
-(benchmarks/input_pipeline.py). Timing starts after warm-up steps, so
+(benchmarks/synthetic_jpegs.py). Timing starts after warm-up steps, so
 tracing and compilation are excluded. Figures: images/s, views/s (two views
 per image), ms/step, the CPU time of the process per step (less moved by
 other work on a shared machine than wall time) and, on a GPU, its peak
