@@ -1,7 +1,7 @@
 r"""SimCLR command line: pretrain, fine-tune, distill, evaluate and export.
 
 The only module that defines or reads flags. They are defined from the
-settings of `tf2.experiment` (names, types, defaults and help texts of
+settings of `tf2.config.experiment` (names, types, defaults and help texts of
 google-research/simclr's tf2/run.py, so its documented commands work
 unchanged, plus this project's own) and turned into one `Experiment`:
 
@@ -29,20 +29,20 @@ from absl import flags
 import tf2  # pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
 import tensorflow as tf  # pylint: disable=g-bad-import-order
 
-from tf2 import checkpoint_files
-from tf2 import checkpoint_state
-from tf2 import data as data_lib
-from tf2 import evaluation
-from tf2 import experiment as experiment_lib
-from tf2 import fileio
-from tf2 import preflight
-from tf2 import presets
-from tf2 import run_lock
+from tf2.checkpoints import files as checkpoint_files
+from tf2.training import checkpoint_state
+from tf2.data import pipeline as data_lib
+from tf2.evaluation import linear_head as evaluation
+from tf2.config import experiment as experiment_lib
+from tf2.runtime import fileio
+from tf2.config import preflight
+from tf2.config import presets
+from tf2.runtime import run_lock
 from tf2 import runner
-from tf2 import settings
-from tf2 import strategy as strategy_lib
-from tf2 import train_loop
-from tf2 import validation
+from tf2.config import settings
+from tf2.runtime import strategy as strategy_lib
+from tf2.training import loop as train_loop
+from tf2.config import validation
 
 FLAGS = flags.FLAGS
 

@@ -82,7 +82,7 @@ _METRICS = ('train/contrast_loss', 'train/contrast_acc')
 def prepare_digits(data_dir):
   """Prepares the embedded digits as TFDS under data_dir (once)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from tf2 import datasets  # pylint: disable=g-import-not-at-top,unused-import
+  from tf2.data import datasets  # pylint: disable=g-import-not-at-top,unused-import
   tfds.builder('digits', data_dir=data_dir).download_and_prepare()
 
 

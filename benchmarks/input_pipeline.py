@@ -32,8 +32,8 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,g-bad-import-orde
 
 from benchmarks import machine  # pylint: disable=g-import-not-at-top
 from benchmarks import synthetic_jpegs  # pylint: disable=g-import-not-at-top
-from tf2 import color_augment  # pylint: disable=g-import-not-at-top
-from tf2 import data as data_lib  # pylint: disable=g-import-not-at-top
+from tf2.data import color_augment  # pylint: disable=g-import-not-at-top
+from tf2.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_integer('batch_size', 64, 'Examples per batch (two views each).')
 flags.DEFINE_integer('batches', 10, 'Timed host batches per run.')

@@ -45,7 +45,7 @@ from absl import flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from colabs import tools  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tf2 import fileio  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tf2.runtime import fileio  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_string('out_dir', '/tmp/label_efficiency', 'Where runs, table '
                     'and plot are written (may be gs://).')

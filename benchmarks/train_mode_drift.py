@@ -172,9 +172,9 @@ def _run_ours(spec, args):
   sys.path.insert(0, ROOT)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tf_keras  # pylint: disable=g-import-not-at-top
-  from tf2 import config as config_lib  # pylint: disable=g-import-not-at-top
-  from tf2 import model as model_lib  # pylint: disable=g-import-not-at-top
-  from tf2 import tf1_mapping  # pylint: disable=g-import-not-at-top
+  from tf2.models import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tf2.models import model as model_lib  # pylint: disable=g-import-not-at-top
+  from tf2.checkpoints import tf1_mapping  # pylint: disable=g-import-not-at-top
 
   config = config_lib.ModelConfig(
       **spec['arch'], num_proj_layers=3, proj_out_dim=128,

@@ -16,8 +16,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from tf2 import architecture
-from tf2 import checkpoint_files
+from tf2.checkpoints import architecture
+from tf2.checkpoints import files as checkpoint_files
 
 FLAGS = flags.FLAGS
 

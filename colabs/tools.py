@@ -17,7 +17,7 @@ around it, so that none of them pastes it:
   model's `saved_model/`, or the newest `saved_model/<step>` of run.py).
 - `prediction_grid`, `save_figure`: figures of predictions, saved as PNG.
 
-Every file is read and written through `tf.io.gfile` (`tf2.fileio`), so
+Every file is read and written through `tf.io.gfile` (`tf2.runtime.fileio`), so
 model directories and figure folders may be Cloud Storage URLs.
 """
 
@@ -27,8 +27,8 @@ import subprocess
 import sys
 import time
 
-from tf2 import experiment as experiment_lib
-from tf2 import fileio
+from tf2.config import experiment as experiment_lib
+from tf2.runtime import fileio
 
 # The project: the folder holding run.py, tf2/ and colabs/.
 ROOT = fileio.dirname(fileio.dirname(fileio.abspath(__file__)))

@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 
-from tf2 import config as config_lib
+from tf2.models import config as config_lib
 
 from tests.conftest import FIXTURES
 from tests.fixture_weights import rule_weight

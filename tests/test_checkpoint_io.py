@@ -16,15 +16,15 @@ import tf_keras
 
 from tests import golden
 from tests.golden import golden_config
-from tf2 import architecture
-from tf2 import checkpoint_files
-from tf2 import checkpoint_restore
-from tf2 import config as config_lib
-from tf2 import export
-from tf2 import fileio
-from tf2 import model as model_lib
-from tf2 import object_graph
-from tf2 import tf1_mapping
+from tf2.checkpoints import architecture
+from tf2.checkpoints import files as checkpoint_files
+from tf2.checkpoints import restore as checkpoint_restore
+from tf2.models import config as config_lib
+from tf2.checkpoints import export
+from tf2.runtime import fileio
+from tf2.models import model as model_lib
+from tf2.checkpoints import object_graph
+from tf2.checkpoints import tf1_mapping
 
 STEP = 250228
 

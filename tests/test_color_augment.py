@@ -15,8 +15,8 @@ import pytest
 from scipy import stats
 import tensorflow as tf
 
-from tf2 import color_augment
-from tf2 import data_util
+from tf2.data import color_augment
+from tf2.data import data_util
 
 
 def _images(batch=16, size=8, low=0.0, high=1.0, seed=0):

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from tf2 import conv_ops
-from tf2 import resnet
+from tf2.models import conv_ops
+from tf2.models import resnet
 
 # Float32 rounding: the reformulations sum the same products in another order.
 TOLERANCE = 1e-5

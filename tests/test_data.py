@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tf2 import color_augment
-from tf2 import data as data_lib
+from tf2.data import color_augment
+from tf2.data import pipeline as data_lib
 
 
 @pytest.fixture(scope='module')

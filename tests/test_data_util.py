@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 import tensorflow as tf
 
-from tf2 import data_util
+from tf2.data import data_util
 
 
 def _image(height=20, width=30, channels=3, seed=0):

@@ -7,8 +7,8 @@ import pytest
 from sklearn import datasets as sk_datasets
 import tensorflow_datasets as tfds
 
-from tf2 import datasets  # pylint: disable=unused-import  (registers digits)
-from tf2.datasets import digits as digits_lib
+from tf2.data import datasets  # pylint: disable=unused-import  (registers digits)
+from tf2.data.datasets import digits as digits_lib
 
 
 @pytest.fixture(scope='module')

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf2 import config as config_lib
-from tf2 import distillation
-from tf2 import model as model_lib
-from tf2 import objective
-from tf2 import optimization
-from tf2 import training
+from tf2.models import config as config_lib
+from tf2.training import distillation
+from tf2.models import model as model_lib
+from tf2.training import objective
+from tf2.training import optimization
+from tf2.training import step as training
 
 
 def _softmax(x):

@@ -5,11 +5,11 @@ import types
 
 import pytest
 
-from tf2 import experiment as experiment_lib
-from tf2 import presets
-from tf2 import resolve as resolve_lib
-from tf2 import settings
-from tf2 import validation
+from tf2.config import experiment as experiment_lib
+from tf2.config import presets
+from tf2.config import resolve as resolve_lib
+from tf2.config import settings
+from tf2.config import validation
 
 VALID = dict(model_dir='/tmp/m', dataset='digits', use_tpu=False)
 

@@ -5,7 +5,7 @@ import errno
 import pytest
 import tensorflow as tf
 
-from tf2 import fileio
+from tf2.runtime import fileio
 
 
 @pytest.fixture(params=['local', 'ram'])

@@ -12,8 +12,8 @@ import tf2  # pylint: disable=unused-import  # Before tensorflow.
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tf2 import data as data_lib
-from tf2.datasets import image_folder as image_folder_lib
+from tf2.data import pipeline as data_lib
+from tf2.data.datasets import image_folder as image_folder_lib
 
 CLASSES = ('cat', 'dog', 'fish')
 

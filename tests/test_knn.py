@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf2 import config as config_lib
-from tf2 import knn
-from tf2 import model as model_lib
+from tf2.models import config as config_lib
+from tf2.evaluation import knn
+from tf2.models import model as model_lib
 
 
 def _unit(angle):

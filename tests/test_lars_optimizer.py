@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from tf2 import lars_optimizer
-from tf2 import optimization
+from tf2.training import lars_optimizer
+from tf2.training import optimization
 
 
 @pytest.mark.parametrize('i', [0, 1, 2])

@@ -5,11 +5,11 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from tf2 import config as config_lib
-from tf2 import memory_buffer
-from tf2 import model as model_lib
-from tf2 import objective
-from tf2 import optimization
+from tf2.models import config as config_lib
+from tf2.training import memory_buffer
+from tf2.models import model as model_lib
+from tf2.training import objective
+from tf2.training import optimization
 
 _DIM = 4
 _CONFIG = config_lib.ModelConfig(num_classes=3, resnet_depth=18, image_size=8,

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tests.test_reliability import TINY_FLAGS
 from tests.test_runner import TINY
-from tf2 import experiment as experiment_lib
+from tf2.config import experiment as experiment_lib
 from tf2 import runner
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def _log(model_dir, index):
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
   """The digits, prepared once (workers must not prepare them together)."""
-  from tf2 import data as data_lib  # pylint: disable=g-import-not-at-top
+  from tf2.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top
   path = tmp_path_factory.mktemp('tfds')
   data_lib.get_builder('digits', str(path))
   return path

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf2 import objective
+from tf2.training import objective
 
 
 @pytest.mark.parametrize('i', [0, 1, 2])

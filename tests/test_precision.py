@@ -5,13 +5,13 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from tf2 import checkpoint_state
-from tf2 import config as config_lib
-from tf2 import export
-from tf2 import model as model_lib
-from tf2 import optimization
-from tf2 import precision
-from tf2 import training
+from tf2.training import checkpoint_state
+from tf2.models import config as config_lib
+from tf2.checkpoints import export
+from tf2.models import model as model_lib
+from tf2.training import optimization
+from tf2.runtime import precision
+from tf2.training import step as training
 
 _CONFIG = config_lib.ModelConfig(num_classes=4, resnet_depth=18, image_size=8,
                                  proj_out_dim=8, global_bn=False)

@@ -13,13 +13,13 @@ import pytest
 import tensorflow as tf
 
 from tests.test_runner import TINY
-from tf2 import checkpoint_state
-from tf2 import experiment as experiment_lib
-from tf2 import fileio
-from tf2 import run_lock
+from tf2.training import checkpoint_state
+from tf2.config import experiment as experiment_lib
+from tf2.runtime import fileio
+from tf2.runtime import run_lock
 from tf2 import runner
-from tf2 import train_loop
-from tf2 import training
+from tf2.training import loop as train_loop
+from tf2.training import step as training
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -160,9 +160,9 @@ def test_a_nan_stops_training_and_keeps_the_good_checkpoint_and_export(
 
 def test_skip_step_policy_skips_a_step_that_is_not_finite_on_one_replica(
     two_cpu_strategy):
-  from tf2 import config as config_lib  # pylint: disable=g-import-not-at-top
-  from tf2 import model as model_lib  # pylint: disable=g-import-not-at-top
-  from tf2 import optimization  # pylint: disable=g-import-not-at-top
+  from tf2.models import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tf2.models import model as model_lib  # pylint: disable=g-import-not-at-top
+  from tf2.training import optimization  # pylint: disable=g-import-not-at-top
   config = config_lib.ModelConfig(num_classes=4, resnet_depth=18, image_size=8,
                                   use_blur=False, proj_out_dim=8,
                                   global_bn=True)

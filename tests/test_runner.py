@@ -6,9 +6,9 @@ from absl import logging as absl_logging
 import pytest
 import tensorflow as tf
 
-from tf2 import experiment as experiment_lib
-from tf2 import fileio
-from tf2 import presets
+from tf2.config import experiment as experiment_lib
+from tf2.runtime import fileio
+from tf2.config import presets
 from tf2 import runner
 
 TINY = dict(dataset='digits', use_tpu=False, resnet_depth=18, image_size=8,

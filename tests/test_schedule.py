@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tf2 import schedule
+from tf2.training import schedule
 
 
 def _flags(fixtures_dir, i):

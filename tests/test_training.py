@@ -5,12 +5,12 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from tf2 import checkpoint_state
-from tf2 import config as config_lib
-from tf2 import model as model_lib
-from tf2 import optimization
-from tf2 import train_loop
-from tf2 import training
+from tf2.training import checkpoint_state
+from tf2.models import config as config_lib
+from tf2.models import model as model_lib
+from tf2.training import optimization
+from tf2.training import loop as train_loop
+from tf2.training import step as training
 
 _CONFIG = config_lib.ModelConfig(num_classes=4, resnet_depth=18, image_size=8,
                                  use_blur=False, proj_out_dim=8)
@@ -97,9 +97,9 @@ def test_one_train_step_changes_weights_and_counts_the_step():
 
 def test_full_fine_tuning_from_a_saved_model_on_two_replicas(
     two_cpu_strategy, tmp_path):
-  from tf2 import data as data_lib  # pylint: disable=g-import-not-at-top
-  from tf2 import export  # pylint: disable=g-import-not-at-top
-  from tf2 import schedule  # pylint: disable=g-import-not-at-top
+  from tf2.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top
+  from tf2.checkpoints import export  # pylint: disable=g-import-not-at-top
+  from tf2.training import schedule  # pylint: disable=g-import-not-at-top
   source = model_lib.build_model(_CONFIG.replace(global_bn=False,
                                                  num_classes=10))
   saved_model = export.export_saved_model(source, tmp_path / 'published')
@@ -141,8 +141,8 @@ def test_full_fine_tuning_from_a_saved_model_on_two_replicas(
 
 def test_augment_fn_runs_on_each_replica_with_a_seed_per_step_and_replica(
     two_cpu_strategy, tmp_path):
-  from tf2 import color_augment  # pylint: disable=g-import-not-at-top
-  from tf2 import data as data_lib  # pylint: disable=g-import-not-at-top
+  from tf2.data import color_augment  # pylint: disable=g-import-not-at-top
+  from tf2.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top
   builder = data_lib.get_builder('digits', str(tmp_path / 'tfds'))
   distort = color_augment.make_augment_fn(seed=0)
   seeds = []

@@ -4,10 +4,10 @@ weight-decay policy built on roles decides as the reference's names did."""
 import pytest
 import tf_keras
 
-from tf2 import config as config_lib
-from tf2 import model as model_lib
-from tf2 import optimization
-from tf2 import variable_roles
+from tf2.models import config as config_lib
+from tf2.models import model as model_lib
+from tf2.training import optimization
+from tf2.models import variable_roles
 
 _BASE = dict(num_classes=5, resnet_depth=18, image_size=8, cifar_stem=True,
              global_bn=False)

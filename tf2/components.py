@@ -6,11 +6,11 @@ LossConfig of an experiment, the arguments of its input pipelines, its
 training dataset, and its list of evaluators (`evaluation.py`).
 """
 
-from tf2 import config as config_lib
-from tf2 import data as data_lib
-from tf2 import evaluation
-from tf2 import knn
-from tf2 import training
+from tf2.models import config as config_lib
+from tf2.data import pipeline as data_lib
+from tf2.evaluation import linear_head as evaluation
+from tf2.evaluation import knn
+from tf2.training import step as training
 
 
 def model_config(experiment):

@@ -14,29 +14,29 @@ from typing import Optional
 from absl import logging
 import tensorflow as tf
 
-from tf2 import checkpoint_state
-from tf2 import color_augment
+from tf2.training import checkpoint_state
+from tf2.data import color_augment
 from tf2 import components
-from tf2 import data as data_lib
-from tf2 import distillation
-from tf2 import evaluation
-from tf2 import experiment as experiment_lib
-from tf2 import fileio
-from tf2 import label_subset as label_subset_lib
-from tf2 import memory_buffer
-from tf2 import model as model_lib
-from tf2 import optimization
-from tf2 import precision
-from tf2 import preflight
-from tf2 import reproducibility
-from tf2 import resolve as resolve_lib
-from tf2 import run_lock
-from tf2 import schedule
-from tf2 import strategy as strategy_lib
-from tf2 import train_loop
-from tf2 import training
-from tf2 import validation
-from tf2.datasets import image_folder
+from tf2.data import pipeline as data_lib
+from tf2.training import distillation
+from tf2.evaluation import linear_head as evaluation
+from tf2.config import experiment as experiment_lib
+from tf2.runtime import fileio
+from tf2.data import label_subset as label_subset_lib
+from tf2.training import memory_buffer
+from tf2.models import model as model_lib
+from tf2.training import optimization
+from tf2.runtime import precision
+from tf2.config import preflight
+from tf2.runtime import reproducibility
+from tf2.config import resolve as resolve_lib
+from tf2.runtime import run_lock
+from tf2.training import schedule
+from tf2.runtime import strategy as strategy_lib
+from tf2.training import loop as train_loop
+from tf2.training import step as training
+from tf2.config import validation
+from tf2.data.datasets import image_folder
 
 LABEL_SUBSET_FILE = 'label_subset.json'
 

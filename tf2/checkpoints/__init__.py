@@ -1,0 +1,1 @@
+"""Checkpoints: formats and paths, object graph, TF1 names, architecture, restore, export."""

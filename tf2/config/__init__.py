@@ -1,0 +1,1 @@
+"""Configuration: settings, presets, the experiment and its record, validation."""

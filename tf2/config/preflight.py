@@ -1,0 +1,111 @@
+"""Filesystem checks of an experiment, before anything is written.
+
+Bad paths (a model_dir that is a file or cannot be written, a checkpoint or
+image folder that does not exist, an eval model_dir with nothing to
+evaluate) stop the run with one line naming the path and the fix, instead
+of a traceback from deep inside TensorFlow after files were written.
+"""
+
+import os
+
+import tensorflow as tf
+
+from tf2.config import experiment as experiment_lib
+from tf2.runtime import fileio
+
+
+class PathError(ValueError):
+  """A path of the experiment that cannot be used; says what to pass."""
+
+
+def checkpoint_exists(path):
+  """A prefix (its files start with it), a directory or a file."""
+  return fileio.exists(path) or bool(fileio.glob(path + '*'))
+
+
+def latest_checkpoint(model_dir):
+  """model_dir's newest checkpoint prefix, or None."""
+  if not model_dir or not fileio.isdir(model_dir):
+    return None
+  return tf.train.latest_checkpoint(model_dir)
+
+
+def _nearest_existing(path):
+  while path and not fileio.exists(path):
+    parent = fileio.dirname(path)
+    if parent == path:
+      break
+    path = parent
+  return path
+
+
+def check_writable_dir(name, path):
+  """Raises PathError unless `path` is, or can become, a writable folder.
+
+  Permissions are only knowable locally; on other filesystems the first
+  write reports them.
+  """
+  if fileio.exists(path) and not fileio.isdir(path):
+    raise PathError(f'--{name}={path} is a file, not a folder: pass the path '
+                    'of a folder (it is created if missing).')
+  if not fileio.is_local(path):
+    return
+  existing = _nearest_existing(fileio.abspath(path))
+  if not fileio.isdir(existing):
+    raise PathError(f'--{name}={path}: {existing} is a file, so the folder '
+                    'cannot be created there; pass another path.')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise PathError(f'--{name}={path}: no permission to write in {existing}; '
+                    'pass a folder you can write to.')
+
+
+def _looks_like_path(dataset):
+  return dataset.startswith(('/', '.', '~')) or '://' in dataset
+
+
+def check_paths(experiment):
+  """Raises PathError for paths the run cannot use; writes nothing."""
+  run, data = experiment.run, experiment.data
+  if run.mode == 'eval':
+    _check_eval_model_dir(run.model_dir)
+  else:
+    check_writable_dir('model_dir', run.model_dir)
+  for name in ('checkpoint', 'teacher_checkpoint'):
+    path = getattr(run, name)
+    if path and not checkpoint_exists(path):
+      raise PathError(
+          f'--{name}={path} does not exist: pass a checkpoint prefix '
+          '(model.ckpt-250228, ckpt-3), a checkpoint directory or a '
+          'SavedModel directory.')
+  if data.data_dir and fileio.exists(data.data_dir) and not fileio.isdir(
+      data.data_dir):
+    raise PathError(f'--data_dir={data.data_dir} is a file, not a folder: '
+                    'pass the TFDS data folder.')
+  if _looks_like_path(data.dataset) and not fileio.isdir(
+      fileio.abspath(data.dataset)):
+    raise PathError(f'--dataset={data.dataset}: no such folder. Pass the '
+                    'path of a folder of images (see the README for the '
+                    'layout) or a TFDS dataset name such as cifar10.')
+  if data.dataset == 'digits' or _looks_like_path(data.dataset):
+    # Prepared into data_dir on first use, so it must be writable.
+    check_writable_dir('data_dir', data.data_dir or tfds_default_dir())
+
+
+def tfds_default_dir():
+  """Where TFDS keeps data without --data_dir ($TFDS_DATA_DIR or ~/...)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds.core.constants.DATA_DIR
+
+
+def _check_eval_model_dir(model_dir):
+  """--mode=eval reads a training run's model_dir; it never creates one."""
+  if not fileio.isdir(model_dir):
+    raise PathError(f'--model_dir={model_dir} does not exist, so there is '
+                    'nothing to evaluate: pass the model_dir of a training '
+                    'run (--mode=eval never creates it).')
+  if not latest_checkpoint(model_dir) and not fileio.exists(
+      experiment_lib.record_path(model_dir)):
+    raise PathError(f'--model_dir={model_dir} holds no checkpoint and no '
+                    f'{experiment_lib.FILENAME} of a training run: pass the '
+                    'model_dir of a training run, or start the training '
+                    'first.')

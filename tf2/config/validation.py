@@ -1,0 +1,203 @@
+"""Every rule between an experiment's settings, checked before any work.
+
+`validate(experiment)` raises `ConfigError` on the first broken rule, with a
+message that names the setting (as the flag, or the preset or record it
+came from), its value and what to pass instead. It reads no file: run.py
+calls it before anything is read or written, and `resolve.py` calls it
+again on the resolved experiment. Deep code may then assume valid settings.
+"""
+
+import math
+
+from tf2.models import resnet
+
+MODES = ('train', 'eval', 'train_then_eval')
+TRAIN_MODES = ('pretrain', 'finetune', 'distill')
+
+
+class ConfigError(ValueError):
+  """Settings that cannot work; the message says what to pass."""
+
+
+def _fail(experiment, name, problem, fix):
+  value = experiment.flat()[name]
+  raise ConfigError(f'{experiment.source(name)}={value}: {problem}; {fix}.')
+
+
+# (setting, is the value valid, what valid means, an example to pass).
+_RANGES = (
+    ('learning_rate', lambda v: v > 0, 'the learning rate must be positive',
+     'e.g. --learning_rate=0.3'),
+    ('warmup_epochs', lambda v: v >= 0, 'warm-up epochs cannot be negative',
+     'pass 0 for no warm-up'),
+    ('weight_decay', lambda v: v >= 0, 'weight decay cannot be negative',
+     'pass 0 for none, e.g. --weight_decay=1e-6'),
+    ('momentum', lambda v: 0 <= v < 1, 'momentum must be in [0, 1)',
+     'e.g. --momentum=0.9'),
+    ('batch_norm_decay', lambda v: 0 <= v < 1,
+     'batch norm decay must be in [0, 1)', 'e.g. --batch_norm_decay=0.9'),
+    ('train_batch_size', lambda v: v > 0, 'the batch size must be positive',
+     'e.g. --train_batch_size=256'),
+    ('eval_batch_size', lambda v: v > 0, 'the batch size must be positive',
+     'e.g. --eval_batch_size=256'),
+    ('train_epochs', lambda v: v >= 0, 'epochs cannot be negative',
+     'e.g. --train_epochs=100'),
+    ('train_steps', lambda v: v >= 0, 'steps cannot be negative',
+     'pass 0 to train for --train_epochs, or a positive number'),
+    ('eval_steps', lambda v: v >= 0, 'steps cannot be negative',
+     'pass 0 to evaluate the whole --eval_split, or a positive number'),
+    ('checkpoint_steps', lambda v: v >= 0, 'steps cannot be negative',
+     'pass 0 to checkpoint every --checkpoint_epochs, or a positive number'),
+    ('keep_checkpoint_max', lambda v: v >= 1,
+     'at least one checkpoint must be kept to resume from',
+     'e.g. --keep_checkpoint_max=5'),
+    ('keep_hub_module_max', lambda v: v >= 0,
+     'the number of exports kept cannot be negative',
+     'pass 0 to keep every export, or e.g. 1'),
+    ('image_size', lambda v: v >= 1, 'images need at least one pixel',
+     'e.g. --image_size=224 (32 for CIFAR-10)'),
+    ('width_multiplier', lambda v: v >= 1,
+     'the width multiplier must be a positive integer',
+     'e.g. --width_multiplier=1'),
+    ('resnet_depth', lambda v: v in resnet.SUPPORTED_DEPTHS,
+     f'supported depths are {resnet.SUPPORTED_DEPTHS}',
+     'e.g. --resnet_depth=50'),
+    ('sk_ratio', lambda v: 0 <= v <= 1, 'the SK ratio must be in [0, 1]',
+     'pass 0 (no SK) or 0.0625 as published'),
+    ('se_ratio', lambda v: 0 <= v <= 1, 'the SE ratio must be in [0, 1]',
+     'pass 0 (no SE) or e.g. 0.25'),
+    ('proj_out_dim', lambda v: v >= 1, 'the projection needs a dimension',
+     'e.g. --proj_out_dim=128'),
+    ('num_proj_layers', lambda v: v >= 1,
+     'the nonlinear head needs at least one layer',
+     'e.g. --num_proj_layers=3, or --proj_head_mode=none'),
+    ('fine_tune_after_block', lambda v: -1 <= v <= 4,
+     'it must be in -1..4', '-1 trains everything, 4 only the linear head'),
+    ('temperature', lambda v: v > 0,
+     'the contrastive loss divides by the temperature',
+     'pass a positive value, e.g. --temperature=0.1'),
+    ('color_jitter_strength', lambda v: v >= 0,
+     'the colour jitter strength cannot be negative',
+     'pass 0 for none, e.g. --color_jitter_strength=0.5'),
+    ('label_fraction', lambda v: 0 <= v <= 1,
+     'it must be in (0, 1], or 0 for all labels',
+     'e.g. --label_fraction=0.1 for 10%'),
+    ('labels_per_class', lambda v: v >= 0,
+     'it must be positive, or 0 for all labels', 'e.g. --labels_per_class=10'),
+    ('label_loss_weight', lambda v: 0 <= v <= 1, 'it must be in [0, 1]',
+     'pass 0 to learn from the teacher only'),
+    ('distillation_temperature', lambda v: v > 0,
+     'the distillation loss divides by the temperature',
+     'pass a positive value, e.g. --distillation_temperature=1'),
+    ('memory_size', lambda v: v >= 0, 'the memory size cannot be negative',
+     'pass 0 to train without a memory'),
+    ('memory_ema_decay', lambda v: 0 <= v < 1, 'it must be in [0, 1)',
+     'e.g. --memory_ema_decay=0.999'),
+    ('knn_k', lambda v: v >= 1, 'the kNN vote needs at least one neighbour',
+     'e.g. --knn_k=200'),
+    ('knn_temperature', lambda v: v > 0, 'the kNN weights divide by it',
+     'pass a positive value, e.g. --knn_temperature=0.07'),
+    ('progress_interval_secs', lambda v: v > 0,
+     'the progress interval must be positive',
+     'e.g. --progress_interval_secs=60'),
+    ('eval_timeout', lambda v: v is None or v > 0,
+     'the timeout must be positive', 'e.g. --eval_timeout=3600, or leave it '
+     'unset to wait until the last step of training'),
+    ('teacher_ft_proj_selector', lambda v: v is None or v >= -1,
+     'it must be -1 (last layer), 0 (encoder output) or a layer number',
+     "leave it unset to read the teacher's own record"),
+    # NumPy's global generator (seeded too) takes seeds below 2**32.
+    ('seed', lambda v: v is None or 0 <= v < 2**32,
+     'the seed must be in [0, 2**32)',
+     'e.g. --seed=0, or leave it unset for fresh randomness'),
+)
+
+
+def _check_ranges(experiment):
+  values = experiment.flat()
+  for name, valid, problem, fix in _RANGES:
+    value = values[name]
+    if isinstance(value, float) and not math.isfinite(value):
+      _fail(experiment, name, 'the value must be a finite number', fix)
+    if not valid(value):
+      _fail(experiment, name, problem, fix)
+
+
+def _check_run(experiment):
+  run, data = experiment.run, experiment.data
+  if not run.model_dir:
+    raise ConfigError('--model_dir is required: checkpoints, summaries, '
+                      'results and the SavedModel are written there; pass '
+                      'e.g. --model_dir=/tmp/simclr.')
+  if run.train_steps == 0 and run.train_epochs == 0 and run.mode != 'eval':
+    _fail(experiment, 'train_epochs', 'with --train_steps=0 training would '
+          'do nothing', 'pass a positive --train_epochs or --train_steps')
+  if run.checkpoint_steps == 0 and run.checkpoint_epochs < 1:
+    _fail(experiment, 'checkpoint_epochs', 'with --checkpoint_steps=0 it '
+          'sets how often to checkpoint and must be at least 1',
+          'pass e.g. --checkpoint_epochs=1 or --checkpoint_steps=1000')
+  if run.deterministic and run.seed is None:
+    _fail(experiment, 'deterministic', 'op determinism repeats a run only '
+          'when its random draws are seeded too', 'pass --seed as well, '
+          'e.g. --seed=0, or drop --deterministic')
+  if run.use_ema and not run.checkpoint:
+    _fail(experiment, 'use_ema', 'it selects the moving-average weights of '
+          '--checkpoint, but no --checkpoint is given',
+          'pass a TF1 --checkpoint with an ema_model/ copy, or drop --use_ema')
+  if data.label_fraction and data.labels_per_class:
+    _fail(experiment, 'labels_per_class', '--label_fraction and '
+          '--labels_per_class both choose the labeled subset',
+          'pass only one')
+
+
+def _check_training_mode(experiment):
+  run, model, loss = experiment.run, experiment.model, experiment.loss
+  if run.train_mode == 'pretrain' and model.fine_tune_after_block > -1:
+    _fail(experiment, 'fine_tune_after_block', 'it freezes layers, which '
+          'pretraining does not support',
+          'pass --fine_tune_after_block=-1, or --train_mode=finetune')
+  if (run.train_mode == 'distill' and run.mode != 'eval' and
+      not run.teacher_checkpoint):
+    raise ConfigError('--train_mode=distill needs --teacher_checkpoint: the '
+                      'fine-tuned model whose predictions the student learns '
+                      '(a checkpoint, model_dir or SavedModel).')
+  if experiment.data.augment_on_device and run.train_mode != 'pretrain':
+    _fail(experiment, 'augment_on_device', 'only pretraining distorts '
+          'colours, so there is nothing to move to the accelerator',
+          'drop --augment_on_device')
+  if loss.memory_size:
+    if run.train_mode != 'pretrain':
+      _fail(experiment, 'memory_size', 'the memory holds negatives of the '
+            'contrastive loss, which only pretraining has',
+            'use it with --train_mode=pretrain, or pass --memory_size=0')
+    if model.proj_head_mode == 'none':
+      _fail(experiment, 'memory_size', 'the memory holds projections of the '
+            'projection head, and --proj_head_mode=none has none',
+            'pass --proj_head_mode=nonlinear (or linear), or --memory_size=0')
+
+
+def _check_head(experiment):
+  model = experiment.model
+  layers = {'none': 0, 'linear': 1,
+            'nonlinear': model.num_proj_layers}[model.proj_head_mode]
+  if not -1 <= model.ft_proj_selector <= layers:
+    _fail(experiment, 'ft_proj_selector', f'the {model.proj_head_mode} '
+          f'projection head has {layers} layers',
+          f'pass a value in 0..{layers} (0: the encoder output) or -1 (the '
+          'last layer)')
+
+
+def validate(experiment):
+  """Raises ConfigError unless the settings can work together.
+
+  Args:
+    experiment: an `experiment.Experiment`.
+
+  Returns:
+    The experiment, unchanged.
+  """
+  _check_ranges(experiment)
+  _check_run(experiment)
+  _check_training_mode(experiment)
+  _check_head(experiment)
+  return experiment

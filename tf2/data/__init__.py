@@ -1,0 +1,1 @@
+"""Data: dataset builders, the input pipeline, augmentations, label subsets."""

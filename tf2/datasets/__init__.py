@@ -1,3 +1,0 @@
-"""TFDS datasets of this project; importing registers them with TFDS."""
-
-from tf2.datasets import digits  # pylint: disable=unused-import

@@ -1,0 +1,1 @@
+"""Evaluation: the supervised head on the eval split, and kNN on frozen features."""

@@ -1,0 +1,1 @@
+"""Models: ResNet and its layers, the SimCLR model, variable roles."""

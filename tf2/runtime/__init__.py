@@ -1,0 +1,1 @@
+"""Runtime: files on any filesystem, the run lock, strategies, precision, seeds."""

@@ -1,0 +1,1 @@
+"""Training: the step, its losses and optimizers, the loop, checkpoint state."""
