@@ -1,11 +1,11 @@
 r"""SimCLR command line: pretrain, fine-tune, distill, evaluate and export.
 
 The only module that defines or reads flags. They are defined from the
-settings of `tf2.config.experiment` (names, types, defaults and help texts of
+settings of `tf2.config.settings` (names, types, defaults and help texts of
 google-research/simclr's tf2/run.py, so its documented commands work
 unchanged, plus this project's own) and turned into one `Experiment`:
 
-  flag defaults < a preset (--config=<name>, see tf2/presets.py)
+  flag defaults < a preset (--config=<name>, see tf2/config/presets.py)
     < the record of the run in --model_dir (experiment.json: a resumed run
       and --mode=eval continue the run as it was described)
     < the flags given on the command line.
@@ -29,20 +29,20 @@ from absl import flags
 import tf2  # pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
 import tensorflow as tf  # pylint: disable=g-bad-import-order
 
+from tf2 import runner
 from tf2.checkpoints import files as checkpoint_files
-from tf2.training import checkpoint_state
-from tf2.data import pipeline as data_lib
-from tf2.evaluation import linear_head as evaluation
 from tf2.config import experiment as experiment_lib
-from tf2.runtime import fileio
 from tf2.config import preflight
 from tf2.config import presets
-from tf2.runtime import run_lock
-from tf2 import runner
 from tf2.config import settings
-from tf2.runtime import strategy as strategy_lib
-from tf2.training import loop as train_loop
 from tf2.config import validation
+from tf2.data import pipeline as data_lib
+from tf2.evaluation import linear_head as evaluation
+from tf2.runtime import fileio
+from tf2.runtime import run_lock
+from tf2.runtime import strategy as strategy_lib
+from tf2.training import checkpoint_state
+from tf2.training import loop as train_loop
 
 FLAGS = flags.FLAGS
 

@@ -44,14 +44,14 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,g-bad-import-orde
 from benchmarks import synthetic_jpegs  # pylint: disable=g-import-not-at-top
 from benchmarks import machine  # pylint: disable=g-import-not-at-top
 from tf2.data import color_augment  # pylint: disable=g-import-not-at-top
+from tf2.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top
 from tf2.models import config as config_lib  # pylint: disable=g-import-not-at-top
 from tf2.models import conv_ops  # pylint: disable=g-import-not-at-top
-from tf2.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top
 from tf2.models import model as model_lib  # pylint: disable=g-import-not-at-top
-from tf2.training import optimization  # pylint: disable=g-import-not-at-top
 from tf2.runtime import precision  # pylint: disable=g-import-not-at-top
 from tf2.runtime import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
 from tf2.training import loop as train_loop  # pylint: disable=g-import-not-at-top
+from tf2.training import optimization  # pylint: disable=g-import-not-at-top
 from tf2.training import step as training  # pylint: disable=g-import-not-at-top
 
 CONFIGS = {

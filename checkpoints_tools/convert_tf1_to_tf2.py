@@ -30,11 +30,12 @@ from absl import flags
 import tensorflow as tf
 
 from tf2.checkpoints import architecture
+from tf2.checkpoints import export
 from tf2.checkpoints import files as checkpoint_files
 from tf2.checkpoints import restore as checkpoint_restore
-from tf2.checkpoints import export
-from tf2.runtime import fileio
 from tf2.models import model as model_lib
+from tf2.runtime import fileio
+from tf2.runtime import model_dir as model_dir_lib
 
 FLAGS = flags.FLAGS
 
@@ -57,7 +58,7 @@ def _write_converted(model, step, output_dir):
     # directory stays valid once moved into place.
     tf.train.CheckpointManager(checkpoint, directory, max_to_keep=1).save(
         checkpoint_number=step)
-    export.export_saved_model(model, fileio.join(directory, 'saved_model'))
+    export.export_saved_model(model, model_dir_lib.path(directory, model_dir_lib.SAVED_MODEL))
     _check_output_dir(output_dir)
 
   return write
@@ -87,7 +88,7 @@ def convert(tf1_checkpoint, output_dir, use_ema=False):
   fileio.replace_dir_atomic(_write_converted(model, step, output_dir),
                             output_dir, commit_file='checkpoint')
   return (fileio.join(output_dir, f'ckpt-{step}'),
-          fileio.join(output_dir, 'saved_model'), report)
+          model_dir_lib.path(output_dir, model_dir_lib.SAVED_MODEL), report)
 
 
 def main(argv):

@@ -28,11 +28,11 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 from tf2.checkpoints import architecture
+from tf2.checkpoints import export
 from tf2.checkpoints import files as checkpoint_files
 from tf2.checkpoints import restore as checkpoint_restore
-from tf2.checkpoints import export
-from tf2.runtime import fileio
 from tf2.models import model as model_lib
+from tf2.runtime import fileio
 
 FLAGS = flags.FLAGS
 

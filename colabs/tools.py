@@ -27,8 +27,10 @@ import subprocess
 import sys
 import time
 
+from tf2.checkpoints import export
 from tf2.config import experiment as experiment_lib
 from tf2.runtime import fileio
+from tf2.runtime import model_dir as model_dir_lib
 
 # The project: the folder holding run.py, tf2/ and colabs/.
 ROOT = fileio.dirname(fileio.dirname(fileio.abspath(__file__)))
@@ -103,12 +105,12 @@ def log_path(model_dir):
 
 def read_result(model_dir):
   """The run's result.json (eval metrics of its last checkpoint) as a dict."""
-  return fileio.read_json(fileio.join(model_dir, 'result.json'))
+  return fileio.read_json(model_dir_lib.path(model_dir, model_dir_lib.RESULT))
 
 
 def read_flags(model_dir):
   """The run's flags.json: every setting, plus its example counts."""
-  return fileio.read_json(fileio.join(model_dir, 'flags.json'))
+  return fileio.read_json(model_dir_lib.path(model_dir, model_dir_lib.FLAGS))
 
 
 def num_labeled_examples(model_dir):
@@ -123,7 +125,7 @@ def top1(result):
 
 def is_finished(model_dir):
   """Whether a run into model_dir finished: it wrote result.json."""
-  return fileio.exists(fileio.join(model_dir, 'result.json'))
+  return fileio.exists(model_dir_lib.path(model_dir, model_dir_lib.RESULT))
 
 
 def run_py(preset, model_dir, skip_finished=False, verbose=True, **settings):
@@ -208,16 +210,6 @@ def train_tiny_model(model_dir, data_dir=None, train_steps=6, image_size=16):
   return str(model_dir)
 
 
-def _exported_steps(export_root):
-  """Steps of the complete exports `export_root/<step>/saved_model.pb`."""
-  if not fileio.isdir(export_root):
-    return []
-  names = (name.rstrip('/') for name in fileio.listdir(export_root))
-  return sorted(int(name) for name in names if name.isdigit() and
-                fileio.exists(fileio.join(export_root, name,
-                                          'saved_model.pb')))
-
-
 def find_saved_model(path, required=True):
   """The SavedModel at or under `path`.
 
@@ -234,11 +226,11 @@ def find_saved_model(path, required=True):
     FileNotFoundError: no SavedModel there (only with `required`).
   """
   path = str(path)
-  export_root = fileio.join(path, 'saved_model')
+  export_root = model_dir_lib.path(path, model_dir_lib.SAVED_MODEL)
   for candidate in (path, export_root):
     if fileio.exists(fileio.join(candidate, 'saved_model.pb')):
       return candidate
-  steps = _exported_steps(export_root)
+  steps = export.exported_steps(path)
   if steps:
     return fileio.join(export_root, str(steps[-1]))
   if required:

@@ -6,11 +6,11 @@ import tensorflow as tf
 from tests import golden
 from tests.test_checkpoint_io import write_tf1_checkpoint
 from tf2.checkpoints import architecture
-from tf2.checkpoints import restore as checkpoint_restore
-from tf2.models import config as config_lib
 from tf2.checkpoints import export
-from tf2.models import model as model_lib
+from tf2.checkpoints import restore as checkpoint_restore
 from tf2.checkpoints import tf1_mapping
+from tf2.models import config as config_lib
+from tf2.models import model as model_lib
 
 # Encoder parameters (M) of the 13 SimCLRv2 models as the reference README
 # lists them (Table 1 of the paper).

@@ -17,14 +17,14 @@ import tf_keras
 from tests import golden
 from tests.golden import golden_config
 from tf2.checkpoints import architecture
-from tf2.checkpoints import files as checkpoint_files
-from tf2.checkpoints import restore as checkpoint_restore
-from tf2.models import config as config_lib
 from tf2.checkpoints import export
-from tf2.runtime import fileio
-from tf2.models import model as model_lib
+from tf2.checkpoints import files as checkpoint_files
 from tf2.checkpoints import object_graph
+from tf2.checkpoints import restore as checkpoint_restore
 from tf2.checkpoints import tf1_mapping
+from tf2.models import config as config_lib
+from tf2.models import model as model_lib
+from tf2.runtime import fileio
 
 STEP = 250228
 

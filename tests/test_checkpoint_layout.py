@@ -4,9 +4,9 @@ import pytest
 import tensorflow as tf
 
 from tests import golden
+from tf2.checkpoints import tf1_mapping
 from tf2.models import config as config_lib
 from tf2.models import model as model_lib
-from tf2.checkpoints import tf1_mapping
 
 # The widest networks take minutes and gigabytes to build and write on 2 CPUs.
 _WIDE = ('r152_2x_sk0', 'r152_2x_sk1', 'r152_3x_sk1', 'r101_2x_sk1')

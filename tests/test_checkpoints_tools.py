@@ -24,8 +24,8 @@ from tests.test_checkpoint_io import write_tf1_checkpoint
 from tf2.checkpoints import architecture
 from tf2.checkpoints import files as checkpoint_files
 from tf2.checkpoints import restore as checkpoint_restore
-from tf2.models import model as model_lib
 from tf2.checkpoints import tf1_mapping
+from tf2.models import model as model_lib
 
 TOOLS = ('convert_tf1_to_tf2', 'inspect_checkpoint', 'export_saved_model')
 # SavedModel export traces every layer in both call modes: ResNet-50 with SK

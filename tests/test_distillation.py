@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from tf2.models import config as config_lib
-from tf2.training import distillation
 from tf2.models import model as model_lib
+from tf2.training import distillation
 from tf2.training import objective
 from tf2.training import optimization
 from tf2.training import step as training

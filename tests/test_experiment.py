@@ -215,6 +215,7 @@ def test_each_preset_resolves_and_validates(name):
   dataset = experiment.data.dataset
   builder = _fake_builder(_SPLITS[dataset],
                           10 if dataset in ('cifar10', 'digits') else 1000)
+  validation.validate_replicas(experiment, num_replicas=8)
   resolved = resolve_lib.resolve(experiment, builder, num_replicas=8)
   assert resolved.resolved.train_steps >= 1
   assert resolved.resolved.steps_per_loop >= 1

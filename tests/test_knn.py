@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf2.models import config as config_lib
 from tf2.evaluation import knn
+from tf2.models import config as config_lib
 from tf2.models import model as model_lib
 
 

@@ -9,8 +9,8 @@ import tf2  # pylint: disable=unused-import  # Sets TF_USE_LEGACY_KERAS.
 import tensorflow as tf  # pylint: disable=g-bad-import-order
 import tensorflow_datasets as tfds
 
-from tf2.data import pipeline as data_lib
 from tf2.data import label_subset
+from tf2.data import pipeline as data_lib
 
 # 3 classes of unequal sizes (50, 30, 20), interleaved.
 _LABELS = np.array([0, 1, 0, 2, 0, 1, 0, 1, 2, 0] * 10)

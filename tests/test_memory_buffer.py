@@ -6,8 +6,8 @@ import tensorflow as tf
 import tf_keras
 
 from tf2.models import config as config_lib
-from tf2.training import memory_buffer
 from tf2.models import model as model_lib
+from tf2.training import memory_buffer
 from tf2.training import objective
 from tf2.training import optimization
 

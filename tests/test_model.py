@@ -8,9 +8,9 @@ import tf_keras
 from tests import golden
 from tests.test_checkpoint_io import write_tf1_checkpoint
 from tf2.checkpoints import restore as checkpoint_restore
+from tf2.checkpoints import tf1_mapping
 from tf2.models import config as config_lib
 from tf2.models import model as model_lib
-from tf2.checkpoints import tf1_mapping
 
 
 def _golden_model(fixture_config, **overrides):

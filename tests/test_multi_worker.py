@@ -15,8 +15,8 @@ import tensorflow as tf
 
 from tests.test_reliability import TINY_FLAGS
 from tests.test_runner import TINY
-from tf2.config import experiment as experiment_lib
 from tf2 import runner
+from tf2.config import experiment as experiment_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

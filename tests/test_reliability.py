@@ -13,11 +13,11 @@ import pytest
 import tensorflow as tf
 
 from tests.test_runner import TINY
-from tf2.training import checkpoint_state
+from tf2 import runner
 from tf2.config import experiment as experiment_lib
 from tf2.runtime import fileio
 from tf2.runtime import run_lock
-from tf2 import runner
+from tf2.training import checkpoint_state
 from tf2.training import loop as train_loop
 from tf2.training import step as training
 

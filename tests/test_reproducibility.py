@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf2.data import pipeline as data_lib
-from tf2.data import data_util
-from tf2.config import experiment as experiment_lib
-from tf2.training import progress as progress_lib
-from tf2.runtime import reproducibility
 from tf2 import runner
+from tf2.config import experiment as experiment_lib
+from tf2.data import data_util
+from tf2.data import pipeline as data_lib
+from tf2.runtime import reproducibility
+from tf2.training import progress as progress_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # 20 px: the smallest size whose blur is not the identity (3 taps), so the

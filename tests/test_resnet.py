@@ -14,8 +14,8 @@ import tf_keras
 
 from tests import golden
 from tests.test_checkpoint_io import write_tf1_checkpoint
-from tf2.models import batch_norm
 from tf2.checkpoints import restore as checkpoint_restore
+from tf2.models import batch_norm
 from tf2.models import conv_ops
 from tf2.models import model as model_lib
 

@@ -6,10 +6,10 @@ from absl import logging as absl_logging
 import pytest
 import tensorflow as tf
 
-from tf2.config import experiment as experiment_lib
-from tf2.runtime import fileio
-from tf2.config import presets
 from tf2 import runner
+from tf2.config import experiment as experiment_lib
+from tf2.config import presets
+from tf2.runtime import fileio
 
 TINY = dict(dataset='digits', use_tpu=False, resnet_depth=18, image_size=8,
             train_batch_size=32, eval_batch_size=128, proj_out_dim=16,

@@ -6,9 +6,9 @@ import pytest
 
 from tests import golden
 from tf2.checkpoints import architecture
-from tf2.models import model as model_lib
 from tf2.checkpoints import object_graph
 from tf2.checkpoints import tf1_mapping
+from tf2.models import model as model_lib
 
 
 @functools.lru_cache(maxsize=None)

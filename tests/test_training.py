@@ -5,11 +5,11 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from tf2.training import checkpoint_state
 from tf2.models import config as config_lib
 from tf2.models import model as model_lib
-from tf2.training import optimization
+from tf2.training import checkpoint_state
 from tf2.training import loop as train_loop
+from tf2.training import optimization
 from tf2.training import step as training
 
 _CONFIG = config_lib.ModelConfig(num_classes=4, resnet_depth=18, image_size=8,
@@ -123,10 +123,15 @@ def test_full_fine_tuning_from_a_saved_model_on_two_replicas(
                           source.resnet_model.variables):
     np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
-  train_loop.train(state, two_cpu_strategy, dataset,
-                 training.LossConfig(train_mode='finetune'), train_steps=2,
-                 steps_per_loop=2, learning_rate=learning_rate,
-                 summary_writer=tf.summary.create_noop_writer())
+  loss_config = training.LossConfig(train_mode='finetune')
+  with two_cpu_strategy.scope():
+    metrics = training.build_metrics(loss_config)
+  step = training.make_train_step(model, optimizer, loss_config,
+                                  two_cpu_strategy, metrics)
+  train_loop.train(state, two_cpu_strategy, step, metrics, dataset,
+                   train_steps=2, steps_per_loop=2,
+                   learning_rate=learning_rate,
+                   summary_writer=tf.summary.create_noop_writer())
   assert int(state.global_step.numpy()) == 2
   stem_and_groups = [model.resnet_model.initial_conv_relu_max_pool[0]] + [
       group for group in model.resnet_model.block_groups]

@@ -6,8 +6,8 @@ import tf_keras
 
 from tf2.models import config as config_lib
 from tf2.models import model as model_lib
-from tf2.training import optimization
 from tf2.models import variable_roles
+from tf2.training import optimization
 
 _BASE = dict(num_classes=5, resnet_depth=18, image_size=8, cifar_stem=True,
              global_bn=False)

@@ -23,10 +23,10 @@ import re
 import numpy as np
 
 from tf2.checkpoints import files as checkpoint_files
-from tf2.models import config as config_lib
 from tf2.checkpoints import object_graph
-from tf2.models import resnet
 from tf2.checkpoints import tf1_mapping
+from tf2.models import config as config_lib
+from tf2.models import resnet
 
 _TRAINABLE_LEAVES = ('kernel', 'bias', 'gamma', 'beta')
 # The SK ratio of every published SK model; variables show SK, not its ratio.

@@ -13,8 +13,9 @@ the loaded module can be fine-tuned as a whole.
 
 import tensorflow as tf
 
-from tf2.runtime import fileio
 from tf2.models import model as model_lib
+from tf2.runtime import fileio
+from tf2.runtime import model_dir as model_dir_lib
 from tf2.runtime import precision
 
 SIGNATURE_KEYS = ('initial_conv', 'initial_max_pool', 'block_group1',
@@ -87,7 +88,7 @@ def export_saved_model(model, export_dir):
 
 def exported_steps(model_dir):
   """Steps of the complete exports under `model_dir/saved_model/`, sorted."""
-  export_root = fileio.join(model_dir, 'saved_model')
+  export_root = model_dir_lib.path(model_dir, model_dir_lib.SAVED_MODEL)
   if not fileio.isdir(export_root):
     return []
   return sorted(int(d.rstrip('/')) for d in fileio.listdir(export_root)
@@ -100,9 +101,9 @@ def export_step(model, model_dir, global_step, keep_max):
 
   keep_max <= 0 keeps every export (the reference's keep_hub_module_max).
   """
-  export_root = fileio.join(model_dir, 'saved_model')
-  path = export_saved_model(model, fileio.join(export_root,
-                                               str(int(global_step))))
+  export_root = model_dir_lib.path(model_dir, model_dir_lib.SAVED_MODEL)
+  path = export_saved_model(model, model_dir_lib.export_dir(model_dir,
+                                                            global_step))
   if keep_max > 0:
     for step in exported_steps(model_dir)[:-keep_max]:
       fileio.rmtree(fileio.join(export_root, str(step)))

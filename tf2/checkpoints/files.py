@@ -29,9 +29,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 from tensorflow.python.training import py_checkpoint_reader
 
-from tf2.runtime import fileio
 from tf2.checkpoints import object_graph
 from tf2.checkpoints import tf1_mapping
+from tf2.runtime import fileio
 
 FORMATS = ('tf2_checkpoint', 'saved_model', 'tf1_checkpoint')
 USAGE = ('Pass a TF2 checkpoint prefix (.../ckpt-1000) or its directory, a '
@@ -76,18 +76,38 @@ def _read_error(path, prefix, key, error):
 # ---------------------------------------------------------------- paths
 
 
-def _latest_in_directory(directory, path):
-  """The prefix a directory's `checkpoint` file names, checked to exist."""
+def listed_checkpoints(directory):
+  """The prefixes a directory's `checkpoint` file lists, oldest first.
+
+  A state file holds its writer's paths (published TF1 ones are absolute,
+  often gs://; a model_dir may have been copied), so a listed checkpoint
+  that is not where it is named is taken from beside the state file. Names
+  found nowhere stay as named. Only the state file is read.
+  """
+  if not directory or not fileio.isdir(directory):
+    return []
   state = tf.train.get_checkpoint_state(directory)
-  candidates = []
-  if state is not None and state.model_checkpoint_path:
-    # Published TF1 state files hold the writer's absolute (often gs://)
-    # path, so look for the named checkpoint beside the state file too.
-    named = state.model_checkpoint_path
-    candidates = [named, fileio.join(directory, fileio.basename(named))]
-  for prefix in candidates:
-    if fileio.exists(prefix + '.index'):
-      return prefix
+  if state is None:
+    return []
+  named = list(state.all_model_checkpoint_paths)
+  if state.model_checkpoint_path and (
+      not named or named[-1] != state.model_checkpoint_path):
+    named.append(state.model_checkpoint_path)
+  found = []
+  for prefix in named:
+    beside = fileio.join(directory, fileio.basename(prefix))
+    if not fileio.exists(prefix + '.index') and fileio.exists(
+        beside + '.index'):
+      prefix = beside
+    found.append(prefix)
+  return found
+
+
+def _latest_in_directory(directory, path):
+  """The newest prefix a directory's `checkpoint` file names, if there."""
+  listed = listed_checkpoints(directory)
+  if listed and fileio.exists(listed[-1] + '.index'):
+    return listed[-1]
   found = sorted(f[:-len('.index')] for f in fileio.listdir(directory)
                  if f.endswith('.index'))
   hint = USAGE
@@ -95,7 +115,7 @@ def _latest_in_directory(directory, path):
     hint = f'Pass a prefix: {fileio.join(directory, found[-1])}.'
   raise checkpoint_error(
       path, 'its `checkpoint` file names '
-      f'{candidates[0] if candidates else "no checkpoint"}, which is not '
+      f'{listed[-1] if listed else "no checkpoint"}, which is not '
       'there.', hint)
 
 
@@ -217,6 +237,9 @@ def _open_reader(prefix, path):
 def open_checkpoint(path):
   """Opens the checkpoint at `path` (see `detect_format`) for reading.
 
+  An OpenedCheckpoint is returned as it is, so that functions reading a
+  checkpoint take either (a run opens its start checkpoint once).
+
   The values that writers put last in the data file are read at once, so
   that an index without its data file, and a data file cut short (an
   interrupted download), are refused here rather than after a model was
@@ -226,6 +249,8 @@ def open_checkpoint(path):
     CheckpointError: no checkpoint there, a damaged index, a missing or
       truncated data file, or a SavedModel without variables.
   """
+  if isinstance(path, OpenedCheckpoint):
+    return path
   path = str(path)
   fmt, prefix = _resolve(path)
   reader = _open_reader(prefix, path)

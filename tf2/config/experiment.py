@@ -24,10 +24,14 @@ from keyword arguments (`Experiment.from_flat(resnet_depth=18, ...)`).
 import dataclasses
 from typing import Optional
 
-from tf2.runtime import fileio
+from tf2.config import presets
 from tf2.config import settings as settings_lib
+from tf2.config import validation
+from tf2.data import label_subset as label_subset_lib
+from tf2.runtime import fileio
+from tf2.runtime import model_dir as model_dir_lib
 
-FILENAME = 'experiment.json'
+FILENAME = model_dir_lib.EXPERIMENT
 _FORMAT_VERSION = 1
 
 
@@ -144,8 +148,6 @@ def compose(given, preset=None, model_dir=None):
   Raises:
     validation.ConfigError: an unknown preset or an unreadable record.
   """
-  from tf2.config import presets  # pylint: disable=g-import-not-at-top
-  from tf2.config import validation  # pylint: disable=g-import-not-at-top
   layers = []
   if preset:
     layers.append((f'preset {preset}', presets.get(preset)))
@@ -172,6 +174,38 @@ def save(experiment, model_dir):
                                   experiment.to_json())
 
 
+def flags_record(experiment):
+  """flags.json's content: every setting, plus the run's counts and steps."""
+  resolved = experiment.resolved
+  return dict(experiment.flat(),
+              num_labeled_examples=resolved.num_labeled_examples,
+              num_unlabeled_examples=resolved.num_unlabeled_examples,
+              num_train_examples=resolved.num_train_examples,
+              num_eval_examples=resolved.num_eval_examples,
+              train_steps=resolved.train_steps)
+
+
+def record(experiment, subset=None):
+  """Writes label_subset.json (once), experiment.json and flags.json."""
+  model_dir = experiment.run.model_dir
+  fileio.makedirs(model_dir)
+  subset_path = model_dir_lib.path(model_dir, model_dir_lib.LABEL_SUBSET)
+  if subset is not None and not fileio.exists(subset_path):
+    label_subset_lib.save_label_subset(subset, subset_path)
+  save(experiment, model_dir)
+  fileio.write_json_atomic(model_dir_lib.path(model_dir, model_dir_lib.FLAGS),
+                           flags_record(experiment))
+
+
+def final_step(experiment):
+  """The step training ends at: its own record's, else the settings'."""
+  steps = experiment.resolved.train_steps
+  found = load_record(experiment.run.model_dir)
+  if found is not None and found[1]:
+    steps = min(steps, found[1]['train_steps'])
+  return steps
+
+
 def load_record(model_dir):
   """(settings, resolved) of a model_dir's experiment.json, or None.
 
@@ -180,14 +214,7 @@ def load_record(model_dir):
   Raises:
     ValueError: the file exists but is no experiment record.
   """
-  path = record_path(model_dir)
-  if not fileio.exists(path):
+  record = model_dir_lib.read_record(model_dir)
+  if record is None:
     return None
-  record = fileio.read_json(path)
-  if not isinstance(record, dict) or 'run' not in record:
-    raise ValueError(f'{path} is not an experiment record written by '
-                     'run.py: move it away.')
-  settings = {}
-  for name in settings_lib.SECTIONS:
-    settings.update(record.get(name) or {})
-  return settings, record.get('resolved')
+  return model_dir_lib.record_settings(record), record.get('resolved')

@@ -8,8 +8,9 @@ of a traceback from deep inside TensorFlow after files were written.
 
 import os
 
-import tensorflow as tf
+import tensorflow_datasets as tfds
 
+from tf2.checkpoints import files as checkpoint_files
 from tf2.config import experiment as experiment_lib
 from tf2.runtime import fileio
 
@@ -21,13 +22,6 @@ class PathError(ValueError):
 def checkpoint_exists(path):
   """A prefix (its files start with it), a directory or a file."""
   return fileio.exists(path) or bool(fileio.glob(path + '*'))
-
-
-def latest_checkpoint(model_dir):
-  """model_dir's newest checkpoint prefix, or None."""
-  if not model_dir or not fileio.isdir(model_dir):
-    return None
-  return tf.train.latest_checkpoint(model_dir)
 
 
 def _nearest_existing(path):
@@ -93,7 +87,6 @@ def check_paths(experiment):
 
 def tfds_default_dir():
   """Where TFDS keeps data without --data_dir ($TFDS_DATA_DIR or ~/...)."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds.core.constants.DATA_DIR
 
 
@@ -103,7 +96,9 @@ def _check_eval_model_dir(model_dir):
     raise PathError(f'--model_dir={model_dir} does not exist, so there is '
                     'nothing to evaluate: pass the model_dir of a training '
                     'run (--mode=eval never creates it).')
-  if not latest_checkpoint(model_dir) and not fileio.exists(
+  has_checkpoint = any(fileio.exists(prefix + '.index') for prefix in
+                       checkpoint_files.listed_checkpoints(model_dir))
+  if not has_checkpoint and not fileio.exists(
       experiment_lib.record_path(model_dir)):
     raise PathError(f'--model_dir={model_dir} holds no checkpoint and no '
                     f'{experiment_lib.FILENAME} of a training run: pass the '

@@ -14,11 +14,13 @@ training run compute the same numbers.
 
 import math
 
-from tf2.checkpoints import architecture
-from tf2.data import pipeline as data_lib
 from tf2.config import settings
-from tf2.training import schedule
 from tf2.config import validation
+from tf2.data import label_subset as label_subset_lib
+from tf2.data import pipeline as data_lib
+from tf2.runtime import fileio
+from tf2.runtime import model_dir as model_dir_lib
+from tf2.training import schedule
 
 # Settings a checkpoint determines; the head ones only if it has the head.
 ENCODER_SETTINGS = ('resnet_depth', 'width_multiplier', 'sk_ratio',
@@ -85,15 +87,6 @@ def steps(experiment, num_train_examples, num_eval_examples):
   return train_steps, per_epoch, max(1, per_loop), eval_steps
 
 
-def _check_replicas(experiment, num_replicas):
-  for name in ('train_batch_size', 'eval_batch_size'):
-    value = experiment.flat()[name]
-    if value % num_replicas:
-      raise validation.ConfigError(
-          f'{experiment.source(name)}={value} does not divide among the '
-          f'{num_replicas} replicas; pass a multiple of {num_replicas}.')
-
-
 def resolve(experiment, builder, num_replicas, subset=None, arch=None,
             arch_path=''):
   """The experiment with its `Resolved` part, validated again.
@@ -111,14 +104,14 @@ def resolve(experiment, builder, num_replicas, subset=None, arch=None,
     A new Experiment.
 
   Raises:
-    validation.ConfigError: see adopt_architecture; batch sizes that do not
-      divide among the replicas; rules broken by the adopted architecture.
+    validation.ConfigError: see adopt_architecture; rules broken by the
+      adopted architecture. (The rules of the replicas are checked before,
+      by validation.validate_replicas, since they change nothing here.)
     data.DatasetNotPreparedError: a split the dataset lacks.
   """
   if arch is not None:
     experiment = adopt_architecture(experiment, arch, arch_path)
   validation.validate(experiment)
-  _check_replicas(experiment, num_replicas)
   data, run = experiment.data, experiment.run
   split_examples = data_lib.num_examples(builder, data.train_split)
   labeled, unlabeled = split_examples, 0
@@ -141,6 +134,21 @@ def resolve(experiment, builder, num_replicas, subset=None, arch=None,
       architecture_from=arch_path if arch is not None else ''))
 
 
-def architecture_of(path):
-  """`infer_architecture(path)`, or None without a path."""
-  return architecture.infer_architecture(path) if path else None
+
+def label_subset(experiment, builder):
+  """The run's labeled subset of --train_split, or None (all labeled).
+
+  A run that already chose one (model_dir/label_subset.json, written with
+  the run's record) keeps it: a resumed run and --mode=eval use exactly the
+  same labeled examples.
+  """
+  data = experiment.data
+  if not (data.label_fraction or data.labels_per_class):
+    return None
+  path = model_dir_lib.path(experiment.run.model_dir,
+                            model_dir_lib.LABEL_SUBSET)
+  if fileio.exists(path):
+    return label_subset_lib.load_label_subset(path)
+  return label_subset_lib.make_label_subset(
+      builder, data.train_split, fraction=data.label_fraction or None,
+      per_class=data.labels_per_class or None, seed=data.label_seed)

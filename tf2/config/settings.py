@@ -6,18 +6,26 @@ the same name (the reference's flags keep their names, types and defaults)
 and carries that flag's help text: run.py defines its flags from these
 fields, so there is one list of settings. `Resolved` holds what the dataset
 and the checkpoint determine (`resolve.py`). `experiment.py` composes them.
+
+One source per fact: the defaults of the settings that the library's
+configs also have (`ModelConfig`, `LossConfig`) are those configs' defaults,
+and every choice a library module checks is that module's tuple.
 """
 
 import dataclasses
 import typing
 from typing import Optional
 
+from tf2.models import config as model_config_lib
+from tf2.models import model as model_lib
+from tf2.runtime import precision
+from tf2.runtime import strategy
+from tf2.training import optimization
+from tf2.training import schedule
+from tf2.training import step
 
-# Choices that library modules check too (training, precision, strategy
-# import them from here, so the flags and the library accept the same).
-NAN_POLICIES = ('stop', 'skip_step')
-PRECISION_POLICIES = ('float32', 'mixed_bfloat16', 'mixed_float16')
-DISTRIBUTION_STRATEGIES = ('mirrored', 'multi_worker_mirrored', 'tpu')
+_MODEL = model_config_lib.ModelConfig()
+_LOSS = step.LossConfig()
 
 
 def _field(default, help_text, choices=None):
@@ -28,28 +36,25 @@ def _field(default, help_text, choices=None):
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
   """The network: encoder, projection head, supervised head."""
-  resnet_depth: int = _field(50, 'Depth of ResNet.')
-  width_multiplier: int = _field(1, 'Multiplier to change width of network.')
-  sk_ratio: float = _field(0., 'If it is bigger than 0, it will enable SK. '
+  resnet_depth: int = _field(_MODEL.resnet_depth, 'Depth of ResNet.')
+  width_multiplier: int = _field(_MODEL.width_multiplier, 'Multiplier to change width of network.')
+  sk_ratio: float = _field(_MODEL.sk_ratio, 'If it is bigger than 0, it will enable SK. '
                            'Recommendation: 0.0625.')
-  se_ratio: float = _field(0., 'If it is bigger than 0, it will enable SE.')
-  image_size: int = _field(224, 'Input image size.')
-  batch_norm_decay: float = _field(0.9, 'Batch norm decay parameter.')
-  global_bn: bool = _field(True, 'Whether to aggregate BN statistics across '
+  se_ratio: float = _field(_MODEL.se_ratio, 'If it is bigger than 0, it will enable SE.')
+  image_size: int = _field(_MODEL.image_size, 'Input image size.')
+  batch_norm_decay: float = _field(_MODEL.batch_norm_decay, 'Batch norm decay parameter.')
+  global_bn: bool = _field(_MODEL.global_bn, 'Whether to aggregate BN statistics across '
                            'distributed cores.')
-  proj_head_mode: str = _field('nonlinear', 'How the head projection is '
-                               'done.', ('none', 'linear', 'nonlinear'))
-  proj_out_dim: int = _field(128, 'Number of head projection dimension.')
-  num_proj_layers: int = _field(3, 'Number of non-linear head layers.')
-  ft_proj_selector: int = _field(
-      0, 'Which layer of the projection head to use during fine-tuning. 0 '
+  proj_head_mode: str = _field(_MODEL.proj_head_mode, 'How the head projection is '
+                               'done.', model_lib.PROJ_HEAD_MODES)
+  proj_out_dim: int = _field(_MODEL.proj_out_dim, 'Number of head projection dimension.')
+  num_proj_layers: int = _field(_MODEL.num_proj_layers, 'Number of non-linear head layers.')
+  ft_proj_selector: int = _field(_MODEL.ft_proj_selector, 'Which layer of the projection head to use during fine-tuning. 0 '
       'means no projection head, and -1 means the final layer.')
-  fine_tune_after_block: int = _field(
-      -1, 'The layers after which block that we will fine-tune. -1 means '
+  fine_tune_after_block: int = _field(_MODEL.fine_tune_after_block, 'The layers after which block that we will fine-tune. -1 means '
       'fine-tuning everything. 0 means fine-tuning after stem block. 4 means '
       'fine-tuning just the linear head.')
-  lineareval_while_pretraining: bool = _field(
-      True, 'Whether to finetune supervised head while pretraining.')
+  lineareval_while_pretraining: bool = _field(_MODEL.lineareval_while_pretraining, 'Whether to finetune supervised head while pretraining.')
   zero_init_logits_layer: bool = _field(
       False, 'If True, zero initialize layers after avg_pool for supervised '
       'learning.')
@@ -71,7 +76,7 @@ class DataSection:
       'improve performance.')
   color_jitter_strength: float = _field(1.0, 'The strength of color '
                                         'jittering.')
-  use_blur: bool = _field(True, 'Whether or not to use Gaussian blur for '
+  use_blur: bool = _field(_MODEL.use_blur, 'Whether or not to use Gaussian blur for '
                           'augmentation during pretraining.')
   label_fraction: float = _field(
       0.0, 'Use labels of only this fraction of --train_split (0 < f <= 1), '
@@ -88,24 +93,24 @@ class DataSection:
 @dataclasses.dataclass(frozen=True)
 class OptimizerSection:
   """The optimizer and its learning-rate schedule."""
-  optimizer: str = _field('lars', 'Optimizer to use.',
-                          ('momentum', 'adam', 'lars'))
+  optimizer: str = _field(_LOSS.optimizer, 'Optimizer to use.',
+                          optimization.OPTIMIZERS)
   learning_rate: float = _field(0.3, 'Initial learning rate per batch size '
                                 'of 256.')
   learning_rate_scaling: str = _field(
       'linear', 'How to scale the learning rate as a function of batch size.',
-      ('linear', 'sqrt'))
+      schedule.SCALINGS)
   warmup_epochs: float = _field(10, 'Number of epochs of warmup.')
   momentum: float = _field(0.9, 'Momentum parameter.')
-  weight_decay: float = _field(1e-6, 'Amount of weight decay to use.')
+  weight_decay: float = _field(_LOSS.weight_decay, 'Amount of weight decay to use.')
 
 
 @dataclasses.dataclass(frozen=True)
 class LossSection:
   """What the train step minimises."""
-  temperature: float = _field(0.1, 'Temperature parameter for contrastive '
+  temperature: float = _field(_LOSS.temperature, 'Temperature parameter for contrastive '
                               'loss.')
-  hidden_norm: bool = _field(True, 'Whether to l2-normalise the projections '
+  hidden_norm: bool = _field(_LOSS.hidden_norm, 'Whether to l2-normalise the projections '
                              'before the contrastive loss (cosine '
                              'similarity).')
   memory_size: int = _field(
@@ -115,10 +120,10 @@ class LossSection:
   memory_ema_decay: float = _field(0.999, 'Decay of the moving-average copy '
                                    'that fills the memory.')
   distillation_temperature: float = _field(
-      1.0, 'Softmax temperature of teacher and student in the distillation '
+      _LOSS.distillation_temperature, 'Softmax temperature of teacher and student in the distillation '
       'loss.')
   label_loss_weight: float = _field(
-      0.0, 'Distillation: weight w of the ground-truth loss on labeled '
+      _LOSS.label_loss_weight, 'Distillation: weight w of the ground-truth loss on labeled '
       'examples; loss = (1 - w) * distillation + w * labels.')
 
 
@@ -128,10 +133,10 @@ class RunSection:
   mode: str = _field('train', 'Whether to perform training or evaluation.',
                      ('train', 'eval', 'train_then_eval'))
   train_mode: str = _field(
-      'pretrain', 'The train mode controls different objectives and '
+      _LOSS.train_mode, 'The train mode controls different objectives and '
       'trainable components. distill (beyond the reference): train the model '
       "on --teacher_checkpoint's soft labels.",
-      ('pretrain', 'finetune', 'distill'))
+      step.TRAIN_MODES)
   model_dir: Optional[str] = _field(None, 'Model directory for training.')
   checkpoint: Optional[str] = _field(
       None, 'Loading from the given checkpoint for fine-tuning if a '
@@ -167,7 +172,7 @@ class RunSection:
   nan_policy: str = _field(
       'stop', 'What a step with a non-finite (NaN/Inf) loss or gradient '
       'does: stop training there (nothing of it is saved), or skip_step '
-      '(no update on any replica).', NAN_POLICIES)
+      '(no update on any replica).', step.NAN_POLICIES)
   progress_interval_secs: float = _field(
       60.0, 'Seconds between progress lines (step, steps/s, views/s, ETA) '
       'between checkpoints.')
@@ -197,17 +202,17 @@ class RunSection:
       'float32', 'Compute precision: float32 (as published), mixed_bfloat16 '
       'or mixed_float16 (with dynamic loss scaling). Variables, batch-norm '
       'statistics, losses and the optimizer stay float32.',
-      PRECISION_POLICIES)
+      precision.POLICIES)
   distribution_strategy: Optional[str] = _field(
       None, 'mirrored (the GPUs of this machine, else its CPU), '
       'multi_worker_mirrored (every worker TF_CONFIG names) or tpu. Default: '
       'tpu with --use_tpu, else multi_worker_mirrored when TF_CONFIG names '
       'a cluster, else mirrored.',
-      DISTRIBUTION_STRATEGIES)
+      strategy.STRATEGIES)
   all_reduce_alg: Optional[str] = _field(
       None, 'Collective implementation: nccl or hierarchical_copy between '
       "the GPUs of a machine, ring or nccl between workers; default: "
-      "TensorFlow's choice.", ('nccl', 'hierarchical_copy', 'ring'))
+      "TensorFlow's choice.", strategy.ALL_REDUCE_ALGS)
   jit_compile: bool = _field(
       False, 'Compile the train and eval steps with XLA (on GPUs with the '
       'cross-replica reductions inside).')

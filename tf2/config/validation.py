@@ -4,15 +4,16 @@
 message that names the setting (as the flag, or the preset or record it
 came from), its value and what to pass instead. It reads no file: run.py
 calls it before anything is read or written, and `resolve.py` calls it
-again on the resolved experiment. Deep code may then assume valid settings.
+again on the resolved experiment. `validate_replicas` holds the rules that
+depend on the strategy the run uses (how many replicas, on which devices,
+on how many workers); the runner applies them once the strategy is built,
+before anything is written. Deep code may then
+assume valid settings.
 """
 
 import math
 
 from tf2.models import resnet
-
-MODES = ('train', 'eval', 'train_then_eval')
-TRAIN_MODES = ('pretrain', 'finetune', 'distill')
 
 
 class ConfigError(ValueError):
@@ -201,3 +202,33 @@ def validate(experiment):
   _check_training_mode(experiment)
   _check_head(experiment)
   return experiment
+
+
+def validate_replicas(experiment, num_replicas, multi_worker=False,
+                      xla_collectives=True):
+  """Raises ConfigError for settings the strategy's replicas cannot run.
+
+  Args:
+    experiment: an `experiment.Experiment`.
+    num_replicas: replicas in sync (every device of every worker).
+    multi_worker: the replicas span several workers.
+    xla_collectives: XLA can compile the cross-replica reductions (GPUs;
+      see `step.whole_step_compilable`).
+  """
+  run = experiment.run
+  for name in ('train_batch_size', 'eval_batch_size'):
+    value = experiment.flat()[name]
+    if value % num_replicas:
+      raise ConfigError(
+          f'{experiment.source(name)}={value} does not divide among the '
+          f'{num_replicas} replicas; pass a multiple of {num_replicas}.')
+  if run.jit_compile and num_replicas > 1 and not xla_collectives:
+    raise ConfigError(
+        f'--jit_compile with {num_replicas} CPU replicas: XLA cannot compile '
+        'the collectives between CPU replicas; use one replica (the default '
+        'on CPUs) or GPUs, or drop --jit_compile.')
+  if run.eval_knn and run.mode != 'train' and multi_worker:
+    raise ConfigError(
+        '--eval_knn on several workers: the kNN memory would only hold each '
+        "worker's share of the training split. Train without it, then run "
+        '--mode=eval --eval_knn on one machine with the same --model_dir.')

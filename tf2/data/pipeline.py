@@ -23,6 +23,7 @@ from tf2.data import data_util
 from tf2.runtime import reproducibility
 # Imported for its side effect: registers the embedded digits with TFDS.
 from tf2.data import datasets as _datasets  # pylint: disable=unused-import
+from tf2.data import label_subset
 from tf2.data.datasets import image_folder
 
 EMBEDDED_DATASETS = ('digits',)
@@ -145,7 +146,6 @@ def _read_split(builder, split, is_training, input_context, seed,
     dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
   in_subset = None
   if labeled_ids is not None:
-    from tf2.data import label_subset  # pylint: disable=g-import-not-at-top
     in_subset = label_subset.labeled_lookup(labeled_ids)
 
   def triple(example):

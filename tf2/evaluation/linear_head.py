@@ -10,9 +10,10 @@ adding a measurement adds an entry, not a branch (big_vision's evaluators).
 from absl import logging
 import tensorflow as tf
 
-from tf2.checkpoints import restore as checkpoint_restore
 from tf2.checkpoints import export
+from tf2.checkpoints import restore as checkpoint_restore
 from tf2.runtime import fileio
+from tf2.runtime import model_dir as model_dir_lib
 from tf2.training import metrics as metrics_lib
 from tf2.training import optimization
 
@@ -71,8 +72,8 @@ def write_results(model_dir, results, global_step):
   """Writes result.json and result_<step>.json, each atomically."""
   results = dict(results, global_step=int(global_step))
   values = {k: float(v) for k, v in results.items()}
-  for name in ('result.json', f'result_{int(global_step)}.json'):
-    fileio.write_json_atomic(fileio.join(model_dir, name), values)
+  for name in (model_dir_lib.RESULT, model_dir_lib.result_name(global_step)):
+    fileio.write_json_atomic(model_dir_lib.path(model_dir, name), values)
   return results
 
 
@@ -124,7 +125,8 @@ def evaluate_checkpoint(model, checkpoint_path, model_dir, evaluators,
   for part in measured:
     results.update(part)
   if scratch_dir is not None:
-    export.export_saved_model(model, fileio.join(scratch_dir, 'saved_model'))
+    export.export_saved_model(
+        model, model_dir_lib.path(scratch_dir, model_dir_lib.SAVED_MODEL))
     fileio.rmtree(scratch_dir)
     return dict(results, global_step=step)
   for part in measured:

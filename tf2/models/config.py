@@ -2,9 +2,9 @@
 
 `ModelConfig` is what `model.build_model` needs and nothing else: a notebook
 or a test builds any model from keyword arguments, without flags. Its field
-names and defaults are those of the reference's run.py flags. run.py's
-settings live in `experiment.py`; `runner.model_config(experiment)` derives
-a ModelConfig from them (a student trained by distillation is built in
+names and defaults are those of the reference's run.py flags (the settings
+of `config/settings.py` take their defaults from here).
+`task.model_config(experiment)` derives a ModelConfig from an experiment (a student trained by distillation is built in
 fine-tuning mode, `global_bn` only matters with several replicas), and
 `architecture.model_config_for` derives one from a checkpoint.
 """

@@ -12,8 +12,9 @@ encoder's part.
 import tensorflow as tf
 import tf_keras
 
-from tf2.models import config as config_lib
+from tf2.data import data_util
 from tf2.models import batch_norm
+from tf2.models import config as config_lib
 from tf2.models import resnet
 
 PROJ_HEAD_MODES = ('none', 'linear', 'nonlinear')
@@ -170,7 +171,6 @@ class Model(tf_keras.Model):
                        '--fine_tune_after_block=-1.')
     views = tf.split(inputs, views, axis=-1)
     if pretraining and self.config.use_blur:
-      from tf2.data import data_util  # pylint: disable=g-import-not-at-top
       size = self.config.image_size
       views = data_util.batch_random_blur(views, size, size, seed=seed)
     return tf.concat(views, 0)

@@ -18,8 +18,8 @@ the batch norms are `batch_norm.BatchNormRelu`, the reference's ops.
 
 import tensorflow as tf
 import tf_keras
-from tf2.models import conv_ops
 from tf2.models import batch_norm
+from tf2.models import conv_ops
 
 # Blocks per group for each supported depth, and which block type they use.
 # Depth 10 is not a published SimCLR model: a small student for distillation.

@@ -20,8 +20,9 @@ import socket
 import time
 
 from tf2.runtime import fileio
+from tf2.runtime import model_dir as model_dir_lib
 
-FILENAME = 'run.lock'
+FILENAME = model_dir_lib.RUN_LOCK
 
 
 class LockedError(RuntimeError):

@@ -17,10 +17,10 @@ import os
 
 import tensorflow as tf
 
-from tf2.config import settings
-
-STRATEGIES = settings.DISTRIBUTION_STRATEGIES
-ALL_REDUCE_ALGS = ('', 'nccl', 'hierarchical_copy', 'ring')
+# The --distribution_strategy and --all_reduce_alg choices (settings.py
+# offers these; '' means the default).
+STRATEGIES = ('mirrored', 'multi_worker_mirrored', 'tpu')
+ALL_REDUCE_ALGS = ('nccl', 'hierarchical_copy', 'ring')
 
 
 class NoTPUError(RuntimeError):

@@ -5,66 +5,24 @@ reference, so its model_dir checkpoints resume here and ours there. With a
 memory buffer, its moving-average model and queue are saved too (under
 `memory`), so a resumed run continues exactly.
 
-A checkpoint is complete or absent for a resumed run (Orbax's promise): the
-newest checkpoint is read whole before it is used, and if it is damaged (a
-truncated copy, a disk that filled up) the run says so and resumes from the
-newest complete one. A save that fails (no space left) removes what it
-half-wrote before reporting, so a full disk is not kept full by debris.
+A run resumes from the newest complete checkpoint of model_dir
+(`checkpoints/start.py`, where damaged ones are passed over). A save that
+fails (no space left) removes what it half-wrote before reporting, so a full
+disk is not kept full by debris.
 """
 
-from absl import logging
 import tensorflow as tf
 
 from tf2.checkpoints import files as checkpoint_files
 from tf2.checkpoints import restore as checkpoint_restore
+from tf2.checkpoints import start as start_lib
 from tf2.runtime import fileio
-from tf2.training import memory_buffer
 from tf2.runtime import precision
+from tf2.training import memory_buffer
 
 
 class SaveError(RuntimeError):
   """A checkpoint could not be written; the message says why and what to do."""
-
-
-# Damaged checkpoints already reported by this process: a run looks for its
-# checkpoint more than once (architecture, then resume) and says it once.
-_REPORTED_DAMAGED = set()
-
-
-def newest_complete_checkpoint(model_dir):
-  """The newest checkpoint of model_dir that opens whole, or None.
-
-  Opening reads the index and the end of the data file, which catches a
-  missing or truncated data file; damaged newer checkpoints are logged and
-  passed over.
-
-  Raises:
-    checkpoint_files.CheckpointError: there are checkpoints, none whole.
-  """
-  if not model_dir or not fileio.isdir(model_dir):
-    return None
-  state = tf.train.get_checkpoint_state(model_dir)
-  paths = list(state.all_model_checkpoint_paths) if state else []
-  damaged = []
-  for path in reversed(paths):
-    if not fileio.exists(path + '.index'):  # Written elsewhere, then moved.
-      path = fileio.join(model_dir, fileio.basename(path))
-    try:
-      checkpoint_files.open_checkpoint(path)
-    except checkpoint_files.CheckpointError as e:
-      if path not in _REPORTED_DAMAGED:
-        logging.warning('Passing over the damaged checkpoint %s: %s', path,
-                        e)
-        _REPORTED_DAMAGED.add(path)
-      damaged.append(path)
-      continue
-    return path
-  if damaged:
-    raise checkpoint_files.CheckpointError(
-        f'--model_dir={model_dir}: no checkpoint of it can be read '
-        f'({", ".join(damaged)} are damaged). Move them away to train from '
-        'the start, or copy the model_dir again.')
-  return None
 
 
 class CheckpointState:
@@ -104,7 +62,7 @@ class CheckpointState:
     return self.optimizer.iterations
 
   def restore_or_initialize(self, init_checkpoint=None, use_ema=False,
-                            zero_init_logits_layer=False):
+                            zero_init_logits_layer=False, start=None):
     """Resumes from model_dir, else starts from `init_checkpoint` weights.
 
     Resuming restores weights, step and optimizer state from the newest
@@ -113,40 +71,52 @@ class CheckpointState:
     checkpoint). Starting from another checkpoint restores model weights
     only, as published, optionally zeroing the supervised head.
 
+    Args:
+      init_checkpoint: `--checkpoint`, used when model_dir has none.
+      use_ema: start from a TF1 checkpoint's moving-average weights.
+      zero_init_logits_layer: zero the supervised head when starting.
+      start: the `start.StartCheckpoint` the run already found and opened
+        (runner.prepare); None finds it here.
+
     Returns:
       A line saying where the weights came from.
     """
-    latest = newest_complete_checkpoint(self.model_dir)
-    if latest:
-      checkpoint_restore.verify_matches_model(self.model, latest)
-      try:
-        self.checkpoint.restore(latest).expect_partial()
-      except tf.errors.OpError as e:
-        raise checkpoint_files.CheckpointError(
-            f'{latest}: reading it failed ({str(e).splitlines()[0][:200]}). '
-            'Move it away to resume from the checkpoint before it.') from None
-      step = int(self.global_step.numpy())
-      message = f'Resumed from {latest} at step {step}.'
-      newest = tf.train.latest_checkpoint(self.model_dir)
-      if latest != newest:
-        message += (f' (The newer {newest} is damaged and will be '
-                    'overwritten.)')
-      if self.memory is not None and not memory_buffer.checkpoint_has_memory(
-          latest):
-        self.memory.initialize_from(self.model)
-        message += ' The memory buffer starts empty (none was saved).'
-      return message
+    if start is None:
+      start = start_lib.find_start(self.model_dir, init_checkpoint)
+    if start.resume:
+      return self._resume(start)
     message = 'Starting from freshly initialised weights.'
-    if init_checkpoint:
+    if start.checkpoint is not None:
       report = checkpoint_restore.restore_model_weights(
-          self.model, init_checkpoint, use_ema=use_ema)
-      message = f'Initialised from {init_checkpoint}: {report.summary()}'
+          self.model, start.checkpoint, use_ema=use_ema)
+      message = f'Initialised from {start.path}: {report.summary()}'
     if zero_init_logits_layer and self.model.supervised_head is not None:
       for variable in self.model.supervised_head.trainable_weights:
         variable.assign(tf.zeros_like(variable))
       message += ' Supervised head set to zero.'
     if self.memory is not None:
       self.memory.initialize_from(self.model)
+    return message
+
+  def _resume(self, start):
+    opened = start.checkpoint
+    checkpoint_restore.verify_matches_model(self.model, opened)
+    try:
+      self.checkpoint.restore(opened.prefix).expect_partial()
+    except tf.errors.OpError as e:
+      raise checkpoint_files.CheckpointError(
+          f'{opened.path}: reading it failed '
+          f'({str(e).splitlines()[0][:200]}). Move it away to resume from '
+          'the checkpoint before it.') from None
+    step = int(self.global_step.numpy())
+    message = f'Resumed from {opened.path} at step {step}.'
+    if start.passed_over:
+      message += (f' (The newer {", ".join(start.passed_over)} is damaged '
+                  'and will be overwritten.)')
+    if self.memory is not None and not memory_buffer.checkpoint_has_memory(
+        opened):
+      self.memory.initialize_from(self.model)
+      message += ' The memory buffer starts empty (none was saved).'
     return message
 
   def save(self):
@@ -180,5 +150,9 @@ class CheckpointState:
 
   @property
   def latest_checkpoint(self):
-    """The newest checkpoint this process saved in model_dir, or None."""
+    """The newest checkpoint this process saved in model_dir, or None.
+
+    Not a directory lookup: only what this state's manager wrote (a
+    non-chief worker's saves are removed, so it has none).
+    """
     return None if self.save_dir else self.manager.latest_checkpoint

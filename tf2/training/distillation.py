@@ -19,8 +19,8 @@ import tensorflow as tf
 from tf2.checkpoints import architecture
 from tf2.checkpoints import files as checkpoint_files
 from tf2.checkpoints import restore as checkpoint_restore
-from tf2.runtime import fileio
 from tf2.models import model as model_lib
+from tf2.runtime import model_dir as model_dir_lib
 
 
 def distillation_loss(teacher_logits, student_logits, temperature=1.0):
@@ -40,37 +40,6 @@ def distillation_loss(teacher_logits, student_logits, temperature=1.0):
       teacher_probs, student_logits / temperature)
 
 
-# Records a run of this project writes in its model_dir, newest first.
-_RECORDS = ('experiment.json', 'flags.json')
-
-
-def _record_near(path, levels=3):
-  """Settings of the run that wrote `path`, from a record a few levels up.
-
-  A run's checkpoints sit in model_dir and its SavedModels in
-  model_dir/saved_model/<step>, so model_dir is at most three levels up.
-
-  Returns:
-    (flat {setting: value}, the record's path), or (None, None).
-  """
-  directory = path if fileio.isdir(path) else fileio.dirname(path)
-  for _ in range(levels + 1):
-    for name in _RECORDS:
-      candidate = fileio.join(directory, name)
-      if fileio.isfile(candidate):
-        record = fileio.read_json(candidate)
-        if name == 'experiment.json':
-          record = {k: v for section in ('model', 'run')
-                    for k, v in (record.get(section) or {}).items()}
-        return record, candidate
-    parent = fileio.dirname(directory)
-    if not parent or parent == directory or (
-        '://' in directory and '://' not in parent):  # Past gs://bucket.
-      break
-    directory = parent
-  return None, None
-
-
 def teacher_ft_proj_selector(path, explicit=None):
   """Which projection layer feeds the teacher's supervised head.
 
@@ -83,7 +52,7 @@ def teacher_ft_proj_selector(path, explicit=None):
   Returns:
     (selector, where it came from) for the log.
   """
-  recorded, found = _record_near(path)
+  recorded, found = model_dir_lib.settings_near(path)
   num_layers = (recorded or {}).get('num_proj_layers', 3)
   if explicit is not None:
     selector, source = explicit, 'given'

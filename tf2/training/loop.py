@@ -1,6 +1,6 @@
 """The training loop: many steps per call, checkpoints, summaries, progress.
 
-`make_train_loop` runs steps (`training.make_train_step`) inside one
+`make_train_loop` runs steps (`step.make_train_step`) inside one
 tf.function; `train` runs it until the last step, saving a checkpoint every
 `steps_per_loop` steps and logging progress in between.
 
@@ -16,7 +16,6 @@ import tensorflow as tf
 
 from tf2.training import metrics as metrics_lib
 from tf2.training import progress as progress_lib
-from tf2.training import step as training
 
 # With nan_policy='skip_step', training stops after this many chunks in a
 # row without one finite step: every step failing is not a glitch.
@@ -72,10 +71,9 @@ def _nonfinite_message(step, latest):
           'such steps.')
 
 
-def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
-          learning_rate, summary_writer, teacher=None, memory=None,
-          augment_fn=None, nan_policy='stop', views_per_step=0,
-          progress_interval_s=60.0, jit_compile=False, seed=None):
+def train(state, strategy, step, metrics, dataset, train_steps,
+          steps_per_loop, learning_rate, summary_writer, nan_policy='stop',
+          views_per_step=0, progress_interval_s=60.0):
   """Trains until `train_steps`, saving a checkpoint every `steps_per_loop`.
 
   Between checkpoints the loop runs in chunks of about `progress_interval_s`
@@ -84,25 +82,21 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
   Args:
     state: checkpoint_state.CheckpointState (restored or initialised).
     strategy: the tf.distribute strategy the model was built under.
+    step: the replica step, from `step.make_train_step` (built with the same
+      `nan_policy`).
+    metrics: the train metrics the step updates (`step.build_metrics`).
     dataset: distributed training dataset of (images, {'labels': one_hot});
       in a seeded run `dataset(step)`, the one to read from global step
       `step` on: it is rebuilt after every checkpoint, so that a run resumed
       from a checkpoint reads what the uninterrupted run read
       (reproducibility.py).
-    loss_config: LossConfig.
     train_steps: total number of steps (global step to reach).
     steps_per_loop: steps between checkpoints and summaries.
     learning_rate: the schedule, for its summary.
     summary_writer: tf.summary writer for model_dir.
-    teacher: the teacher Model in distillation (see `make_train_step`).
-    memory: the MemoryBuffer of pretraining with a memory, or None.
-    augment_fn: the colour distortion of augment_on_device, or None (see
-      `make_train_step`).
     nan_policy: 'stop' or 'skip_step' (see the module docstring).
     views_per_step: images per step through the network, for views/s.
     progress_interval_s: seconds between progress lines.
-    jit_compile: compile each step's forward and backward pass with XLA.
-    seed: the run's --seed, or None (see `make_train_step`).
 
   Returns:
     The last train metrics, {summary name: value}.
@@ -111,12 +105,6 @@ def train(state, strategy, dataset, loss_config, train_steps, steps_per_loop,
     NonFiniteLossError: with nan_policy='stop', at the first non-finite step.
     checkpoint_state.SaveError: a checkpoint could not be written.
   """
-  with strategy.scope():
-    metrics = training.build_metrics(loss_config)
-  step = training.make_train_step(
-      state.model, state.optimizer, loss_config, strategy, metrics,
-      teacher=teacher, memory=memory, augment_fn=augment_fn,
-      nan_policy=nan_policy, jit_compile=jit_compile, seed=seed)
   train_loop = make_train_loop(strategy, step,
                                stop_on_nonfinite=nan_policy == 'stop')
   restarts = callable(dataset)  # Seeded: the data order is the step's.

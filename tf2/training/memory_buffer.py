@@ -23,7 +23,9 @@ online model's synchronised weights), so all copies stay equal.
 
 import tensorflow as tf
 
+from tf2.checkpoints import export
 from tf2.checkpoints import files as checkpoint_files
+from tf2.data import data_util
 from tf2.models import model as model_lib
 from tf2.training import objective
 
@@ -214,7 +216,6 @@ class MemoryBuffer(tf.Module):
     view = images[..., 3:] if images.shape[-1] == 6 else images
     config = self.ema_model.config
     if config.use_blur:
-      from tf2.data import data_util  # pylint: disable=g-import-not-at-top
       view = data_util.batch_random_blur([view], config.image_size,
                                          config.image_size, seed=seed)[0]
     projection, _ = self.ema_model(view, training=False)
@@ -266,7 +267,6 @@ class MemoryBuffer(tf.Module):
     Returns:
       export_dir.
     """
-    from tf2.checkpoints import export  # pylint: disable=g-import-not-at-top
     return export.export_saved_model(export.float32_copy(self.ema_model),
                                      export_dir)
 

@@ -11,8 +11,8 @@ layer that holds it (variable_roles.py), not by its name.
 import tensorflow as tf
 import tf_keras
 
-from tf2.training import lars_optimizer
 from tf2.models import variable_roles as roles_lib
+from tf2.training import lars_optimizer
 
 OPTIMIZERS = ('momentum', 'adam', 'lars')
 _BATCH_NORM = frozenset({roles_lib.BATCH_NORM_PARAMETER,

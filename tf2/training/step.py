@@ -1,9 +1,9 @@
-"""The training loop: losses of one step, the step under a strategy, the loop.
+"""The train step: the losses of one batch, and gradients and update.
 
 Each piece is a small function so that tests and notebooks can run one step
-or one loop without run.py: `compute_loss` (what is optimised),
-and `make_train_step` (gradients and update on one replica). The loop that
-runs steps lives in `train_loop.py`.
+without run.py: `compute_loss` (what is optimised) and `make_train_step`
+(gradients and update on one replica). The loop that runs steps lives in
+`loop.py`.
 
 A step whose loss or gradients are not finite (NaN / Inf) returns NaN, so
 the loop can stop there (nan_policy='stop'); with 'skip_step' the update is
@@ -14,16 +14,17 @@ import dataclasses
 
 import tensorflow as tf
 
+from tf2.runtime import precision
+from tf2.runtime import reproducibility
 from tf2.training import distillation
 from tf2.training import memory_buffer
 from tf2.training import metrics as metrics_lib
 from tf2.training import objective
 from tf2.training import optimization
-from tf2.runtime import precision
-from tf2.runtime import reproducibility
-from tf2.config import settings
-
-NAN_POLICIES = settings.NAN_POLICIES
+# The --nan_policy choices (see make_train_step).
+NAN_POLICIES = ('stop', 'skip_step')
+# What a run trains (LossConfig.train_mode; --train_mode offers these).
+TRAIN_MODES = ('pretrain', 'finetune', 'distill')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,10 +257,7 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
 
   compile_whole_step = jit_compile and whole_step_compilable(strategy)
   if jit_compile and not compile_whole_step:
-    if strategy.num_replicas_in_sync > 1:
-      raise ValueError(
-          'jit_compile with several replicas needs GPUs: XLA cannot compile '
-          'the collectives between CPU replicas (see whole_step_compilable).')
+    # One CPU replica (validation.validate_replicas refuses several).
     loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
 
   def update(images, labels, labeled):

@@ -11,6 +11,7 @@ order scikit-learn returns the images, every fifth image (the class's 5th,
 """
 
 import numpy as np
+from sklearn import datasets as sk_datasets
 import tensorflow_datasets as tfds
 
 TEST_EVERY = 5  # Every 5th image of each class is a test image.
@@ -34,8 +35,6 @@ def split_indices(labels):
 
 def _load():
   """(images (N, 8, 8, 3) uint8, labels (N,) int) from scikit-learn."""
-  # Imported here: scikit-learn is only needed to prepare the dataset.
-  from sklearn import datasets as sk_datasets  # pylint: disable=g-import-not-at-top
   digits = sk_datasets.load_digits()
   grey = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
   return np.repeat(grey[..., None], 3, axis=-1), digits.target
