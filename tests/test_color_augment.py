@@ -16,6 +16,7 @@ from scipy import stats
 import tensorflow as tf
 
 from tf2.data import color_augment
+from tf2.data import color_ops
 from tf2.data import data_util
 
 
@@ -49,7 +50,7 @@ def test_batched_transforms_are_tf_image_kernels_with_a_factor_per_image(
     name, tf_op, factors):
   # Bicubic overshoot reaches the first transform: values outside [0, 1].
   images = _images(batch=len(factors), low=-0.1, high=1.1)
-  out = getattr(color_augment, f'adjust_{name}')(images, tf.constant(factors))
+  out = getattr(color_ops, f'adjust_{name}')(images, tf.constant(factors))
   expected = tf.stack([tf_op(image, f) for image, f in zip(images, factors)])
   np.testing.assert_allclose(out, expected, rtol=0, atol=2e-6)
 
@@ -136,10 +137,10 @@ def test_order_lists_the_transforms_in_the_order_applied():
       hue=None, order=tf.constant([[2, 0, 1], [1, 2, 0]]),
       jitter=tf.constant([True, True]), grayscale=tf.constant([False, False]))
   images = _images(batch=2)
-  ops = {0: lambda x, d: color_augment.adjust_brightness(
+  ops = {0: lambda x, d: color_ops.adjust_brightness(
       x, d.brightness_scale, d.brightness_shift),
-         1: lambda x, d: color_augment.adjust_contrast(x, d.contrast),
-         2: lambda x, d: color_augment.adjust_saturation(x, d.saturation)}
+         1: lambda x, d: color_ops.adjust_contrast(x, d.contrast),
+         2: lambda x, d: color_ops.adjust_saturation(x, d.saturation)}
   out = color_augment.color_distort(images, draws)
   for i in range(2):
     expected, one = images[i:i + 1], _one(draws, i)

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tf2.data import color_augment
+from tf2.data import color_ops
 from tf2.data import pipeline as data_lib
 
 
@@ -192,7 +192,7 @@ def test_augment_on_device_keeps_the_host_crops_and_defers_colour(digits):
   # same crops, clipped, or (p=0.2) their grey version.
   host = first_batch(color_jitter_strength=0.0)
   plain = np.all(np.abs(host - np.clip(deferred, 0, 1)) < 1e-6, (1, 2, 3))
-  grey = np.all(np.abs(host - np.clip(color_augment.to_grayscale(deferred),
+  grey = np.all(np.abs(host - np.clip(color_ops.to_grayscale(deferred),
                                       0, 1)) < 1e-6, (1, 2, 3))
   assert np.all(plain | grey) and plain.mean() > 0.5
   # Only pretraining views are affected.

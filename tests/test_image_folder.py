@@ -13,6 +13,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf2.data import pipeline as data_lib
+from tf2.data.datasets import folder_layout
 from tf2.data.datasets import image_folder as image_folder_lib
 
 CLASSES = ('cat', 'dog', 'fish')
@@ -185,7 +186,7 @@ def test_simple_layout_is_one_train_split(tmp_path):
     _write_class(f'{root}/{name}', label)
   _write(f'{root}/README.txt', b'files directly in root are ignored')
   os.symlink(f'{root}/missing.png', f'{root}/dog/broken_link.png')
-  layout = image_folder_lib.read_layout(root)
+  layout = folder_layout.read_layout(root)
   assert layout.simple
   builder = image_folder_lib.image_folder_builder(root, tmp_path / 'tfds')
   assert list(builder.info.splits) == ['train']
@@ -199,7 +200,7 @@ def test_train_or_unlabeled_folder_means_split_layout(tmp_path):
   root = str(tmp_path / 'images')
   _write_class(f'{root}/train/cat', 0)
   _write(f'{root}/train/stray.jpg', _jpeg(_pixels(8, 8, 3, 0)))
-  layout = image_folder_lib.read_layout(root)
+  layout = folder_layout.read_layout(root)
   assert not layout.simple
   assert layout.classes == ('cat',)
   assert layout.stray == {'train': ['train/stray.jpg']}
@@ -210,7 +211,7 @@ def test_without_train_classes_are_those_of_all_labeled_splits(tmp_path):
   _write_class(f'{root}/validation/cat', 0)
   _write_class(f'{root}/validation/dog', 1)
   _write_class(f'{root}/test/bird', 0)
-  layout = image_folder_lib.read_layout(root)
+  layout = folder_layout.read_layout(root)
   assert not layout.simple
   assert layout.classes == ('bird', 'cat', 'dog')
   assert {label for _, label in layout.files['test']} == {0}
@@ -223,7 +224,7 @@ def test_linked_folders_are_followed_once(tmp_path):
   _write_class(f'{tmp_path}/elsewhere/more', 0)
   os.symlink(f'{tmp_path}/elsewhere', f'{root}/cat/linked')
   os.symlink(f'{root}/cat', f'{root}/cat/sub/back_to_cat')  # A cycle.
-  layout = image_folder_lib.read_layout(root)
+  layout = folder_layout.read_layout(root)
   assert layout.simple
   paths = [p for p, _ in layout.files['train']]
   assert len(paths) == 8 and all(not p.count('back_to_cat') for p in paths)
@@ -292,7 +293,7 @@ def test_class_missing_from_train_raises(tmp_path):
   _write_class(f'{root}/test/cow', 0)
   with pytest.raises(image_folder_lib.ImageFolderError,
                      match=r"'test'.*\['cow'\].*'train' lacks"):
-    image_folder_lib.read_layout(root)
+    folder_layout.read_layout(root)
 
 
 def test_only_unlabeled_images_have_a_placeholder_class(tmp_path):

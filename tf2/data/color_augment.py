@@ -35,6 +35,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 import tensorflow as tf
 
+from tf2.data import color_ops
 from tf2.runtime import reproducibility
 
 TRANSFORMS = ('brightness', 'contrast', 'saturation', 'hue')
@@ -148,91 +149,6 @@ def sample_color_draws(batch_size, seed, strength=1.0, impl='simclrv2'):
       **factors)
 
 
-def _per_image(values, images):
-  """(B,) -> (B, 1, 1, 1) in the images' dtype, to broadcast over pixels."""
-  return tf.reshape(tf.cast(values, images.dtype), [-1, 1, 1, 1])
-
-
-def adjust_brightness(images, scale, shift):
-  """images * scale + shift per image; (B, H, W, C), scale and shift (B,)."""
-  return images * _per_image(scale, images) + _per_image(shift, images)
-
-
-def adjust_contrast(images, factor):
-  """Contrast about each image's per-channel mean, as tf.image.adjust_contrast.
-
-  Args:
-    images: (B, H, W, C) floats.
-    factor: (B,) contrast factors.
-
-  Returns:
-    (B, H, W, C): (x - mean) * factor + mean, the mean over H and W.
-  """
-  mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
-  return (images - mean) * _per_image(factor, images) + mean
-
-
-def adjust_saturation(images, factor):
-  """HSV saturation times factor, clipped to [0, 1], as tf.image's kernel.
-
-  In HSV a channel is c = v - v * s * g(hue), with value v the pixel's
-  maximum and g in [0, 1]; hue and value stay, so scaling s to
-  s' = clip(s * factor, 0, 1) gives c' = v - (v - c) * s' / s, where
-  s' / s = max(min(factor, 1 / s), 0) and 1 / s = v / (v - min). Grey
-  pixels (v = min) and pixels with v <= 0 (s = 0 in tf.image) keep v.
-
-  Args:
-    images: (B, H, W, 3) floats.
-    factor: (B,) saturation factors.
-
-  Returns:
-    (B, H, W, 3).
-  """
-  value = tf.reduce_max(images, axis=-1, keepdims=True)
-  minimum = tf.reduce_min(images, axis=-1, keepdims=True)
-  ratio = tf.minimum(_per_image(factor, images),
-                     tf.math.divide_no_nan(value, value - minimum))
-  return value + (images - value) * tf.maximum(ratio, 0.0)
-
-
-def adjust_hue(images, delta):
-  """Rotates the HSV hue by delta (mod 1), as tf.image.adjust_hue.
-
-  RGB -> (hue h in [0, 1), value v, chroma C = v - min); h += delta; back
-  with the HSV formula: channel n (5 red, 3 green, 1 blue) is
-  v - C * clip(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6.
-
-  Args:
-    images: (B, H, W, 3) floats.
-    delta: (B,) hue offsets.
-
-  Returns:
-    (B, H, W, 3).
-  """
-  red, green, blue = tf.unstack(images, axis=-1)
-  value = tf.reduce_max(images, axis=-1)
-  chroma = value - tf.reduce_min(images, axis=-1)
-  safe_chroma = tf.where(chroma > 0, chroma, tf.ones_like(chroma))
-  # Hue in sixths of a turn, measured from the largest channel.
-  sixths = tf.where(
-      value == red, (green - blue) / safe_chroma,
-      tf.where(value == green, (blue - red) / safe_chroma + 2.0,
-               (red - green) / safe_chroma + 4.0))
-  hue = sixths / 6.0 + _per_image(delta, images)[..., 0]
-  hue -= tf.floor(hue)
-  channels = []
-  for n in (5.0, 3.0, 1.0):
-    k = tf.math.floormod(n + 6.0 * hue, 6.0)
-    channels.append(value - chroma * tf.clip_by_value(tf.minimum(k, 4.0 - k),
-                                                      0.0, 1.0))
-  return tf.stack(channels, axis=-1)
-
-
-def to_grayscale(images):
-  """(..., 3) RGB -> (..., 3): tf.image.rgb_to_grayscale on each channel."""
-  return tf.broadcast_to(tf.image.rgb_to_grayscale(images), tf.shape(images))
-
-
 def _select_per_image(index, branches):
   """Per image, the branch named by its index; every branch is computed.
 
@@ -271,39 +187,21 @@ class Backend(NamedTuple):
 
 
 def _brightness(images, draws):
-  return adjust_brightness(images, draws.brightness_scale,
+  return color_ops.adjust_brightness(images, draws.brightness_scale,
                            draws.brightness_shift)
 
 
 BATCHED = Backend(
     select=_select_per_image, brightness=_brightness,
-    contrast=lambda x, d: adjust_contrast(x, d.contrast),
-    saturation=lambda x, d: adjust_saturation(x, d.saturation),
-    hue=lambda x, d: adjust_hue(x, d.hue))
+    contrast=lambda x, d: color_ops.adjust_contrast(x, d.contrast),
+    saturation=lambda x, d: color_ops.adjust_saturation(x, d.saturation),
+    hue=lambda x, d: color_ops.adjust_hue(x, d.hue))
 
 ONE_IMAGE = Backend(
     select=_select_first, brightness=_brightness,
     contrast=lambda x, d: tf.image.adjust_contrast(x, d.contrast[0]),
     saturation=lambda x, d: tf.image.adjust_saturation(x, d.saturation[0]),
     hue=lambda x, d: tf.image.adjust_hue(x, d.hue[0]))
-
-
-def in_float32(fn):
-  """Runs fn(images, ...) in float32 for 16-bit images; returns their dtype.
-
-  Augmentations are elementwise or tiny convolutions, so a cast each way
-  costs little next to the network, and the maths (the HSV conversion
-  divides by the chroma) keeps float32 precision under mixed precision.
-  """
-
-  @functools.wraps(fn)
-  def wrapper(images, *args, **kwargs):
-    dtype = images.dtype
-    if dtype not in (tf.float16, tf.bfloat16):
-      return fn(images, *args, **kwargs)
-    return tf.cast(fn(tf.cast(images, tf.float32), *args, **kwargs), dtype)
-
-  return wrapper
 
 
 def _jitter(images, draws, backend):
@@ -318,7 +216,7 @@ def _jitter(images, draws, backend):
   return images
 
 
-@in_float32
+@color_ops.in_float32
 def color_distort(images, draws, backend=BATCHED):
   """Colour jitter where `draws.jitter`, then grey where `draws.grayscale`.
 
@@ -337,7 +235,7 @@ def color_distort(images, draws, backend=BATCHED):
                             {0: lambda: images, 1: jitter})
   return backend.select(tf.cast(draws.grayscale, tf.int32),
                         {0: lambda: jittered,
-                         1: lambda: to_grayscale(jittered)})
+                         1: lambda: color_ops.to_grayscale(jittered)})
 
 
 # color_distort compiled with XLA: its ~300 elementwise ops fused into a few

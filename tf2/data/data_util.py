@@ -30,6 +30,7 @@ Differences from the reference, on purpose:
 import tensorflow as tf
 
 from tf2.data import color_augment
+from tf2.data import color_ops
 
 CROP_PROPORTION = 0.875  # Standard for ImageNet evaluation.
 _INT32_MAX = 2**31 - 1
@@ -60,7 +61,7 @@ def random_brightness(image, max_delta, seed, impl='simclrv2'):
     (H, W, 3) floats, not clipped.
   """
   scale, shift = color_augment.sample_brightness(1, max_delta, seed, impl)
-  return color_augment.adjust_brightness(image[None], scale, shift)[0]
+  return color_ops.adjust_brightness(image[None], scale, shift)[0]
 
 
 def random_color_jitter(image, strength=1.0, impl='simclrv2', seed=None):
@@ -185,7 +186,7 @@ def crop_and_resize(image, height, width, seed):
                          height, width)
 
 
-@color_augment.in_float32
+@color_ops.in_float32
 def gaussian_blur(images, kernel_size, sigma):
   """Separable Gaussian blur with zero ('SAME') padding.
 

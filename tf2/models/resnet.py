@@ -11,15 +11,17 @@ DropBlock placeholders), breaks loading of Google's weights. Everything else
 is ordinary code. `tests/test_checkpoint_layout.py` pins the format against
 `../shared/fixtures/checkpoint_layouts`.
 
-The convolutions are `conv_ops.Conv2D`: Keras's Conv2D (same variables, names
+The small layers (padding, convolution, SK and SE) are in `layers.py`. The
+convolutions are `conv_ops.Conv2D`: Keras's Conv2D (same variables, names
 and keys) with an input gradient that avoids TensorFlow's slow CPU kernel;
 the batch norms are `batch_norm.BatchNormRelu`, the reference's ops.
 """
 
 import tensorflow as tf
 import tf_keras
+
 from tf2.models import batch_norm
-from tf2.models import conv_ops
+from tf2.models import layers as layers_lib
 
 # Blocks per group for each supported depth, and which block type they use.
 # Depth 10 is not a published SimCLR model: a small student for distillation.
@@ -35,122 +37,6 @@ _DEPTH_TO_BLOCKS = {
 SUPPORTED_DEPTHS = tuple(sorted(_DEPTH_TO_BLOCKS))
 
 
-def _conv_initializer():
-  return tf_keras.initializers.VarianceScaling()
-
-
-class DropBlock(tf_keras.layers.Layer):
-  """Placeholder kept for the object graph.
-
-  The published models never enable DropBlock (keep_prob is None), but the
-  reference keeps these layers in its lists, so list indices in checkpoint
-  keys count them. This layer is the identity.
-  """
-
-  def call(self, inputs, training=None):
-    return inputs
-
-
-class FixedPadding(tf_keras.layers.Layer):
-  """Pads H and W by `kernel_size - 1` in total, independent of input size."""
-
-  def __init__(self, kernel_size, **kwargs):
-    super().__init__(**kwargs)
-    self.kernel_size = kernel_size
-
-  def call(self, inputs, training=None):
-    pad_total = self.kernel_size - 1
-    pad_beg = pad_total // 2
-    pad_end = pad_total - pad_beg
-    return tf.pad(inputs,
-                  [[0, 0], [pad_beg, pad_end], [pad_beg, pad_end], [0, 0]])
-
-
-class Conv2dFixedPadding(tf_keras.layers.Layer):
-  """Strided convolution with explicit padding (TF1 ResNet convention)."""
-
-  def __init__(self, filters, kernel_size, strides, **kwargs):
-    super().__init__(**kwargs)
-    self.fixed_padding = FixedPadding(kernel_size) if strides > 1 else None
-    self.conv2d = conv_ops.Conv2D(
-        filters=filters, kernel_size=kernel_size, strides=strides,
-        padding='same' if strides == 1 else 'valid', use_bias=False,
-        kernel_initializer=_conv_initializer())
-
-  def call(self, inputs, training=None):
-    if self.fixed_padding is not None:
-      inputs = self.fixed_padding(inputs)
-    return self.conv2d(inputs)
-
-
-class IdentityLayer(tf_keras.layers.Layer):
-  """Marks an endpoint (`initial_conv`, `initial_max_pool`) in the stem list."""
-
-  def call(self, inputs, training=None):
-    return tf.identity(inputs)
-
-
-class SK_Conv2D(tf_keras.layers.Layer):  # pylint: disable=invalid-name
-  """Selective-kernel 3x3 convolution (https://arxiv.org/abs/1903.06586).
-
-  Two 3x3 streams computed as one convolution with twice the filters, mixed
-  by a softmax attention computed from their pooled sum.
-  """
-
-  def __init__(self, filters, strides, sk_ratio, min_dim=32,
-               batch_norm_decay=0.9, global_bn=False, **kwargs):
-    super().__init__(**kwargs)
-    bn = dict(batch_norm_decay=batch_norm_decay, global_bn=global_bn)
-    self.conv2d_fixed_padding = Conv2dFixedPadding(
-        filters=2 * filters, kernel_size=3, strides=strides)
-    self.batch_norm_relu = batch_norm.BatchNormRelu(**bn)
-    mid_dim = max(int(filters * sk_ratio), min_dim)
-    self.conv2d_0 = conv_ops.Conv2D(
-        filters=mid_dim, kernel_size=1, strides=1, use_bias=False,
-        kernel_initializer=_conv_initializer())
-    self.batch_norm_relu_1 = batch_norm.BatchNormRelu(**bn)
-    self.conv2d_1 = conv_ops.Conv2D(
-        filters=2 * filters, kernel_size=1, strides=1, use_bias=False,
-        kernel_initializer=_conv_initializer())
-
-  def call(self, inputs, training=None):
-    streams = self.conv2d_fixed_padding(inputs)
-    streams = self.batch_norm_relu(streams, training=training)
-    streams = tf.stack(tf.split(streams, 2, axis=-1))  # (2, B, H, W, C)
-    global_features = tf.reduce_mean(
-        tf.reduce_sum(streams, axis=0), [1, 2], keepdims=True)
-    global_features = self.conv2d_0(global_features)
-    global_features = self.batch_norm_relu_1(global_features,
-                                             training=training)
-    mixing = self.conv2d_1(global_features)
-    mixing = tf.nn.softmax(tf.stack(tf.split(mixing, 2, axis=-1)), axis=0)
-    return tf.reduce_sum(streams * mixing, axis=0)
-
-
-class SE_Layer(tf_keras.layers.Layer):  # pylint: disable=invalid-name
-  """Squeeze-and-excitation (https://arxiv.org/abs/1709.01507)."""
-
-  def __init__(self, filters, se_ratio, **kwargs):
-    super().__init__(**kwargs)
-    self.se_reduce = conv_ops.Conv2D(
-        max(1, int(filters * se_ratio)), kernel_size=1, padding='same',
-        use_bias=True, kernel_initializer=_conv_initializer())
-    self._se_expand_kwargs = dict(kernel_size=1, padding='same', use_bias=True,
-                                  kernel_initializer=_conv_initializer())
-    self.se_expand = None
-
-  def build(self, input_shape):
-    # The expansion width is the input's channel count, known only here.
-    self.se_expand = conv_ops.Conv2D(int(input_shape[-1]),
-                                     **self._se_expand_kwargs)
-    super().build(input_shape)
-
-  def call(self, inputs, training=None):
-    squeezed = tf.reduce_mean(inputs, [1, 2], keepdims=True)
-    excitation = self.se_expand(tf.nn.relu(self.se_reduce(squeezed)))
-    return tf.sigmoid(excitation) * inputs
-
-
 def _projection_shortcut(filters_out, strides, sk_ratio, bn_kwargs):
   """Layers of the shortcut of a group's first block.
 
@@ -160,13 +46,13 @@ def _projection_shortcut(filters_out, strides, sk_ratio, bn_kwargs):
   layers = []
   if sk_ratio > 0:
     if strides > 1:
-      layers.append(FixedPadding(2))
+      layers.append(layers_lib.FixedPadding(2))
     layers.append(tf_keras.layers.AveragePooling2D(
         pool_size=2, strides=strides,
         padding='same' if strides == 1 else 'valid'))
-    layers.append(Conv2dFixedPadding(filters_out, kernel_size=1, strides=1))
+    layers.append(layers_lib.Conv2dFixedPadding(filters_out, kernel_size=1, strides=1))
   else:
-    layers.append(Conv2dFixedPadding(filters_out, kernel_size=1,
+    layers.append(layers_lib.Conv2dFixedPadding(filters_out, kernel_size=1,
                                      strides=strides))
   layers.append(batch_norm.BatchNormRelu(relu=False, **bn_kwargs))
   return layers
@@ -185,12 +71,12 @@ class ResidualBlock(tf_keras.layers.Layer):
       self.shortcut_layers = _projection_shortcut(filters, strides, sk_ratio,
                                                   bn)
     self.conv2d_bn_layers = [
-        Conv2dFixedPadding(filters, kernel_size=3, strides=strides),
+        layers_lib.Conv2dFixedPadding(filters, kernel_size=3, strides=strides),
         batch_norm.BatchNormRelu(**bn),
-        Conv2dFixedPadding(filters, kernel_size=3, strides=1),
+        layers_lib.Conv2dFixedPadding(filters, kernel_size=3, strides=1),
         batch_norm.BatchNormRelu(relu=False, init_zero=True, **bn),
     ]
-    self.se_layer = SE_Layer(filters, se_ratio) if se_ratio > 0 else None
+    self.se_layer = layers_lib.SE_Layer(filters, se_ratio) if se_ratio > 0 else None
 
   def call(self, inputs, training=None):
     shortcut = inputs
@@ -214,26 +100,26 @@ class BottleneckBlock(tf_keras.layers.Layer):
     if use_projection:
       self.projection_layers = _projection_shortcut(4 * filters, strides,
                                                     sk_ratio, bn)
-    self.shortcut_dropblock = DropBlock()
+    self.shortcut_dropblock = layers_lib.DropBlock()
     layers = [
-        Conv2dFixedPadding(filters, kernel_size=1, strides=1),
+        layers_lib.Conv2dFixedPadding(filters, kernel_size=1, strides=1),
         batch_norm.BatchNormRelu(**bn),
-        DropBlock(),
+        layers_lib.DropBlock(),
     ]
     if sk_ratio > 0:
-      layers.append(SK_Conv2D(filters, strides, sk_ratio, **bn))
+      layers.append(layers_lib.SK_Conv2D(filters, strides, sk_ratio, **bn))
     else:
-      layers.append(Conv2dFixedPadding(filters, kernel_size=3,
+      layers.append(layers_lib.Conv2dFixedPadding(filters, kernel_size=3,
                                        strides=strides))
       layers.append(batch_norm.BatchNormRelu(**bn))
     layers += [
-        DropBlock(),
-        Conv2dFixedPadding(4 * filters, kernel_size=1, strides=1),
+        layers_lib.DropBlock(),
+        layers_lib.Conv2dFixedPadding(4 * filters, kernel_size=1, strides=1),
         batch_norm.BatchNormRelu(relu=False, init_zero=True, **bn),
-        DropBlock(),
+        layers_lib.DropBlock(),
     ]
     if se_ratio > 0:
-      layers.append(SE_Layer(filters, se_ratio))
+      layers.append(layers_lib.SE_Layer(filters, se_ratio))
     self.conv_relu_dropblock_layers = layers
 
   def call(self, inputs, training=None):
@@ -316,26 +202,26 @@ class Resnet(tf_keras.layers.Layer):
     width = 64 * width_multiplier
     if cifar_stem:
       return [
-          Conv2dFixedPadding(width, kernel_size=3, strides=1),
-          IdentityLayer(name='initial_conv'),
+          layers_lib.Conv2dFixedPadding(width, kernel_size=3, strides=1),
+          layers_lib.IdentityLayer(name='initial_conv'),
           batch_norm.BatchNormRelu(**bn),
-          IdentityLayer(name='initial_max_pool'),
+          layers_lib.IdentityLayer(name='initial_max_pool'),
       ]
     if sk_ratio > 0:
       layers = [
-          Conv2dFixedPadding(width // 2, kernel_size=3, strides=2),
+          layers_lib.Conv2dFixedPadding(width // 2, kernel_size=3, strides=2),
           batch_norm.BatchNormRelu(**bn),
-          Conv2dFixedPadding(width // 2, kernel_size=3, strides=1),
+          layers_lib.Conv2dFixedPadding(width // 2, kernel_size=3, strides=1),
           batch_norm.BatchNormRelu(**bn),
-          Conv2dFixedPadding(width, kernel_size=3, strides=1),
+          layers_lib.Conv2dFixedPadding(width, kernel_size=3, strides=1),
       ]
     else:
-      layers = [Conv2dFixedPadding(width, kernel_size=7, strides=2)]
+      layers = [layers_lib.Conv2dFixedPadding(width, kernel_size=7, strides=2)]
     return layers + [
-        IdentityLayer(name='initial_conv'),
+        layers_lib.IdentityLayer(name='initial_conv'),
         batch_norm.BatchNormRelu(**bn),
         tf_keras.layers.MaxPooling2D(pool_size=3, strides=2, padding='same'),
-        IdentityLayer(name='initial_max_pool'),
+        layers_lib.IdentityLayer(name='initial_max_pool'),
     ]
 
   def call(self, inputs, training=None, return_endpoints=False):
@@ -355,7 +241,7 @@ class Resnet(tf_keras.layers.Layer):
     endpoints = {}
     for layer in self.initial_conv_relu_max_pool:
       inputs = layer(inputs, training=training)
-      if isinstance(layer, IdentityLayer):
+      if isinstance(layer, layers_lib.IdentityLayer):
         endpoints[layer.name] = inputs
     for i, group in enumerate(self.block_groups):
       if i == self.fine_tune_after_block:
