@@ -34,9 +34,6 @@ from tf2.training import step as step_lib
 def model_config(experiment):
   """The library's ModelConfig of an experiment."""
   model, run = experiment.model, experiment.run
-  ft_proj_selector = model.ft_proj_selector
-  if ft_proj_selector == -1:
-    ft_proj_selector = model.num_proj_layers  # As documented: the last layer.
   return config_lib.ModelConfig(
       num_classes=experiment.resolved.num_classes,
       resnet_depth=model.resnet_depth,
@@ -51,7 +48,8 @@ def model_config(experiment):
       fine_tune_after_block=model.fine_tune_after_block,
       proj_head_mode=model.proj_head_mode,
       num_proj_layers=model.num_proj_layers, proj_out_dim=model.proj_out_dim,
-      ft_proj_selector=ft_proj_selector,
+      ft_proj_selector=config_lib.projection_layer(model.ft_proj_selector,
+                                                   model.num_proj_layers),
       lineareval_while_pretraining=model.lineareval_while_pretraining,
       use_blur=experiment.data.use_blur)
 

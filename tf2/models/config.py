@@ -12,6 +12,11 @@ fine-tuning mode, `global_bn` only matters with several replicas), and
 import dataclasses
 
 
+def projection_layer(ft_proj_selector, num_proj_layers):
+  """--ft_proj_selector as a layer number: -1 means the last layer."""
+  return num_proj_layers if ft_proj_selector == -1 else ft_proj_selector
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Everything that decides the model's architecture and forward pass.

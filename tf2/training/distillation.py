@@ -19,6 +19,7 @@ import tensorflow as tf
 from tf2.checkpoints import architecture
 from tf2.checkpoints import files as checkpoint_files
 from tf2.checkpoints import restore as checkpoint_restore
+from tf2.models import config as config_lib
 from tf2.models import model as model_lib
 from tf2.runtime import model_dir as model_dir_lib
 
@@ -60,7 +61,7 @@ def teacher_ft_proj_selector(path, explicit=None):
     selector, source = recorded.get('ft_proj_selector', 0), found
   else:
     return 0, 'default (no record of the run beside the teacher)'
-  return (num_layers if selector == -1 else selector), source
+  return config_lib.projection_layer(selector, num_layers), source
 
 
 def load_teacher(path, image_size, num_classes=None, ft_proj_selector=None):
@@ -82,7 +83,8 @@ def load_teacher(path, image_size, num_classes=None, ft_proj_selector=None):
       supervised head (a pretrained-only model cannot teach), or its head
       predicts another number of classes.
   """
-  arch = architecture.infer_architecture(path)
+  opened = checkpoint_files.open_checkpoint(path)  # Read once, used twice.
+  arch = architecture.infer_architecture(opened)
   if not arch['has_supervised_head']:
     raise checkpoint_files.CheckpointError(
         f'The teacher {path} has no supervised head, so it cannot label '
@@ -98,7 +100,7 @@ def load_teacher(path, image_size, num_classes=None, ft_proj_selector=None):
       arch, image_size=image_size, ft_proj_selector=selector,
       cifar_stem=arch['cifar_stem'])
   teacher = model_lib.build_model(config)
-  report = checkpoint_restore.restore_model_weights(teacher, path,
+  report = checkpoint_restore.restore_model_weights(teacher, opened,
                                                     strict=False)
   teacher.trainable = False
   logging.info('Teacher %s: %s; ft_proj_selector=%d (%s). %s', path,
