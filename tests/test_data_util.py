@@ -5,6 +5,7 @@ import pytest
 from scipy import ndimage
 import tensorflow as tf
 
+from tf2.data import blur
 from tf2.data import data_util
 
 
@@ -154,7 +155,7 @@ def test_gaussian_blur_is_a_separable_zero_padded_gaussian():
   expected = ndimage.convolve(images, np.outer(kernel, kernel)[None, :, :,
                                                               None],
                               mode='constant')
-  out = data_util.gaussian_blur(tf.constant(images), 4, sigma)
+  out = blur.gaussian_blur(tf.constant(images), 4, sigma)
   np.testing.assert_allclose(out.numpy(), expected, atol=1e-6)
 
 
@@ -162,7 +163,7 @@ def test_batch_blur_keeps_shape_and_blurs_only_selected_images():
   images = tf.constant(np.random.RandomState(0).uniform(
       size=[64, 32, 32, 3]).astype(np.float32))
   always, never = (
-      data_util.batch_random_blur([images], 32, 32, blur_probability=p)[0]
+      blur.batch_random_blur([images], 32, 32, blur_probability=p)[0]
       for p in (1.0, 0.0))
   assert always.shape == images.shape
   np.testing.assert_array_equal(never, images)
@@ -172,14 +173,14 @@ def test_batch_blur_keeps_shape_and_blurs_only_selected_images():
   # The blur draws from the global RNG; a seed avoids the rare sigma near
   # 0.1, whose kernel rounds to the identity in float32.
   tf.random.set_seed(0)
-  half, = data_util.batch_random_blur([images], 32, 32)
+  half, = blur.batch_random_blur([images], 32, 32)
   blurred = np.abs(half - images).max(axis=(1, 2, 3)) > 0
   assert 10 < blurred.sum() < 54
 
 
 def test_batch_blur_is_identity_below_20_pixels():
   images = tf.random.uniform([4, 16, 16, 3])
-  out, = data_util.batch_random_blur([images], 16, 16, blur_probability=1.)
+  out, = blur.batch_random_blur([images], 16, 16, blur_probability=1.)
   np.testing.assert_allclose(out, images, atol=1e-7)
 
 
@@ -191,10 +192,10 @@ def test_blur_of_16_bit_images_is_the_float32_blur_to_their_rounding(dtype):
   # spacing of the dtype's numbers in [0.5, 1): 2^-12 (float16), 2^-9.
   u = 2.0**-12 if dtype == tf.float16 else 2.0**-9
   images = tf.random.stateless_uniform([2, 24, 24, 3], [1, 2])
-  out = data_util.gaussian_blur(tf.cast(images, dtype), 5, 1.3)
+  out = blur.gaussian_blur(tf.cast(images, dtype), 5, 1.3)
   assert out.dtype == dtype
   np.testing.assert_allclose(tf.cast(out, tf.float32),
-                             data_util.gaussian_blur(images, 5, 1.3),
+                             blur.gaussian_blur(images, 5, 1.3),
                              rtol=0, atol=2 * u)
-  blurred, = data_util.batch_random_blur([tf.cast(images, dtype)], 24, 24)
+  blurred, = blur.batch_random_blur([tf.cast(images, dtype)], 24, 24)
   assert blurred.dtype == dtype

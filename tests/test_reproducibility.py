@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tf2 import runner
 from tf2.config import experiment as experiment_lib
-from tf2.data import data_util
+from tf2.data import blur
 from tf2.data import pipeline as data_lib
 from tf2.runtime import reproducibility
 from tf2.training import progress as progress_lib
@@ -57,12 +57,12 @@ def assert_identical(checkpoint, expected):
 def test_the_blur_is_a_function_of_its_seed():
   images = tf.random.stateless_uniform([8, 20, 20, 3], [1, 2])
 
-  def blur(seed):
-    return np.stack(data_util.batch_random_blur(
+  def blurred(seed):
+    return np.stack(blur.batch_random_blur(
         [images, images], 20, 20, seed=tf.constant(seed, tf.int64)))
 
-  np.testing.assert_array_equal(blur([3, 4]), blur([3, 4]))
-  assert np.abs(blur([3, 4]) - blur([3, 5])).max() > 1e-3
+  np.testing.assert_array_equal(blurred([3, 4]), blurred([3, 4]))
+  assert np.abs(blurred([3, 4]) - blurred([3, 5])).max() > 1e-3
 
 
 def test_step_keys_differ_by_stream_step_and_replica():

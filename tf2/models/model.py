@@ -12,7 +12,7 @@ encoder's part.
 import tensorflow as tf
 import tf_keras
 
-from tf2.data import data_util
+from tf2.data import blur
 from tf2.models import batch_norm
 from tf2.models import config as config_lib
 from tf2.models import resnet
@@ -172,7 +172,7 @@ class Model(tf_keras.Model):
     views = tf.split(inputs, views, axis=-1)
     if pretraining and self.config.use_blur:
       size = self.config.image_size
-      views = data_util.batch_random_blur(views, size, size, seed=seed)
+      views = blur.batch_random_blur(views, size, size, seed=seed)
     return tf.concat(views, 0)
 
   def endpoints(self, inputs, training=False, seed=None):

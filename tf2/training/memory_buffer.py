@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from tf2.checkpoints import export
 from tf2.checkpoints import files as checkpoint_files
-from tf2.data import data_util
+from tf2.data import blur
 from tf2.models import model as model_lib
 from tf2.training import objective
 
@@ -216,7 +216,7 @@ class MemoryBuffer(tf.Module):
     view = images[..., 3:] if images.shape[-1] == 6 else images
     config = self.ema_model.config
     if config.use_blur:
-      view = data_util.batch_random_blur([view], config.image_size,
+      view = blur.batch_random_blur([view], config.image_size,
                                          config.image_size, seed=seed)[0]
     projection, _ = self.ema_model(view, training=False)
     projection = tf.cast(projection, tf.float32)
