@@ -6,9 +6,11 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from colabs import tools
+from tests import serving
 
 TINY = ['--dataset=digits', '--use_tpu=False', '--resnet_depth=18',
         '--image_size=16', '--train_batch_size=32', '--eval_batch_size=128',
@@ -107,6 +109,18 @@ def test_saved_model_loads_in_a_fresh_process(finetuned):
   assert set(shapes) >= {'initial_conv', 'initial_max_pool', 'block_group1',
                          'block_group4', 'proj_head_input',
                          'proj_head_output'}
+
+
+def test_saved_model_serves_and_loads_in_keras3(finetuned, tmp_path):
+  export_dir = finetuned['finetune_dir'] / 'saved_model' / '3'
+  loaded = serving.assert_serving_equals_call(export_dir)
+  images = np.random.RandomState(0).uniform(size=(3, 16, 16, 3)).astype(
+      np.float32)
+  keras3 = serving.keras3_outputs(export_dir, images, tmp_path)
+  served = loaded.signatures['serving_default'](images=images)
+  assert sorted(keras3) == sorted(loaded(images, trainable=False))
+  np.testing.assert_allclose(keras3['logits_sup'],
+                             served['logits_sup'].numpy(), atol=1e-6, rtol=0)
 
 
 def test_other_architecture_never_overwrites_a_checkpoint(pretrained):
