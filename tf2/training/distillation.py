@@ -71,6 +71,15 @@ def _record_near(path, levels=3):
   return None, None
 
 
+def recorded_settings(path):
+  """Flat {setting: value} of the run that wrote `path`, or None.
+
+  Read from the experiment.json or flags.json a run of this project writes
+  in its model_dir (see `_record_near`); Google's checkpoints have none.
+  """
+  return _record_near(path)[0]
+
+
 def teacher_ft_proj_selector(path, explicit=None):
   """Which projection layer feeds the teacher's supervised head.
 
