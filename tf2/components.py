@@ -10,6 +10,7 @@ from tf2.models import config as config_lib
 from tf2.data import pipeline as data_lib
 from tf2.evaluation import linear_head as evaluation
 from tf2.evaluation import knn
+from tf2.evaluation import linear_probe
 from tf2.training import step as training
 
 
@@ -120,4 +121,12 @@ def evaluators(context, model):
         jit_compile=run.jit_compile))
   if run.eval_knn:
     found.append(knn_evaluator(context, dataset))
+  if run.eval_linear_probe:
+    found.append(linear_probe.make_evaluator(
+        context.strategy, lambda: data_lib.build_distributed_dataset(
+            context.builder, data.eval_batch_size, False, context.strategy,
+            **dict(input_kwargs(experiment, data.train_split, context.subset),
+                   labeled_only=True)),
+        dataset, eval_steps=experiment.resolved.eval_steps,
+        held_out_fraction=run.linear_probe_held_out))
   return found

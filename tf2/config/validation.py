@@ -97,6 +97,9 @@ _RANGES = (
      'e.g. --knn_k=200'),
     ('knn_temperature', lambda v: v > 0, 'the kNN weights divide by it',
      'pass a positive value, e.g. --knn_temperature=0.07'),
+    ('linear_probe_held_out', lambda v: 0 < v < 1,
+     'the probe fits on part of the training split and chooses its '
+     'regularisation on the rest', 'pass a value in (0, 1), e.g. 0.2'),
     ('progress_interval_secs', lambda v: v > 0,
      'the progress interval must be positive',
      'e.g. --progress_interval_secs=60'),
