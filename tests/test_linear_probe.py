@@ -56,10 +56,10 @@ def test_on_the_digits_it_beats_chance_and_agrees_with_a_direct_fit(
         builder, 256, False, strategy, split=name, image_size=16,
         train_mode='finetune', labeled_only=True)
 
-  # Part of the splits and three values of C keep the test to seconds:
+  # Part of the splits and two values of C keep the test to seconds:
   # features of a random network are tiny (norm ~0.75), so L-BFGS needs
   # hundreds of iterations for a weak penalty.
-  c_values = (1.0, 10.0, 100.0)
+  c_values = (10.0, 100.0)
   evaluator = linear_probe.make_evaluator(
       strategy, lambda: split(TRAIN), split(TEST), c_values=c_values)
   results = evaluator(model)

@@ -1,6 +1,7 @@
 """The `serving_default` signature of the library's export."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests import serving
@@ -10,6 +11,9 @@ from tf2.models import model as model_lib
 from tf2.runtime import precision
 
 
+# Slow (8 s): each export path's test (run.py's, the converters') already
+# checks the signature of a fine-tuned float32 model.
+@pytest.mark.slow
 def test_a_pretrained_mixed_precision_model_serves_float32_without_logits(
     tmp_path):
   config = config_lib.ModelConfig(
