@@ -95,10 +95,12 @@ def test_converted_checkpoint_and_saved_model_give_the_golden_outputs(
   loaded = tf.saved_model.load(saved_model)
   assert_matches_golden_eval(loaded(images, trainable=False), arrays)
   # The converter's export also serves: the golden outputs from the
-  # signature, which equals `__call__` on other sizes and batches too.
+  # signature, which equals `__call__` on other sizes and batches too
+  # (checked on the smallest model only: it loads the export twice more).
   assert_matches_golden_eval(
       loaded.signatures['serving_default'](images=images), arrays)
-  serving.assert_serving_equals_call(saved_model)
+  if name == 'r18_1x_sk0_32px':
+    serving.assert_serving_equals_call(saved_model)
   trained = loaded(images, trainable=True)
   for key, expected in arrays.items():
     if key.startswith('train/'):
