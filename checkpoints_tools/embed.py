@@ -8,7 +8,8 @@ One row per image: the chosen output of the network in inference mode
 proj_head_output; logits_sup), its label (-1 if unlabeled) and, for a
 folder, its file. `.npz` files load with numpy
 (`np.load(f)['embeddings']`, `['labels']`, `['paths']`), `.csv` files
-with `pandas.read_csv`. The checkpoint may be of any format (this project's,
+with `pandas.read_csv`. --projector_dir adds a TensorBoard projector log,
+--tsne_png a t-SNE map. The checkpoint may be of any format (this project's,
 Google's TF1 or TF2 checkpoints, SavedModels); the architecture is read from
 it. See tf2/evaluation/embeddings.py.
 """
@@ -40,6 +41,7 @@ def main(argv):
         FLAGS.checkpoint, FLAGS.dataset, FLAGS.split, FLAGS.output,
         output_name=FLAGS.output_name, data_dir=FLAGS.data_dir,
         image_size=FLAGS.image_size, batch_size=FLAGS.batch_size,
+        projector_dir=FLAGS.projector_dir, tsne_png=FLAGS.tsne_png,
         report=lambda line: print(f'embed.py: {line}', file=sys.stderr,
                                   flush=True))
   except embeddings.INPUT_ERRORS as e:
@@ -66,6 +68,12 @@ def define_flags():
                        'the checkpoint was trained at if its run recorded '
                        'it, else 32 for a CIFAR stem and 224 otherwise.')
   flags.DEFINE_integer('batch_size', 256, 'Images per forward pass.')
+  flags.DEFINE_string('projector_dir', None, 'Also write a TensorBoard '
+                      'projector log (embeddings, labels, a sprite of the '
+                      'images) to this new directory: tensorboard '
+                      '--logdir=DIR, tab Projector.')
+  flags.DEFINE_string('tsne_png', None, 'Also write a 2-D t-SNE map of the '
+                      'embeddings, coloured by label, to this new .png.')
   flags.mark_flags_as_required(['checkpoint', 'dataset', 'output'])
 
 

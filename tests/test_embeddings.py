@@ -57,6 +57,25 @@ def _assert_close(actual, expected):
   np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5 * scale)
 
 
+def _assert_views(projector_dir, tsne_png, values, paths, labels, images):
+  """The projector log and the t-SNE map of the folder test's embeddings."""
+  assert (projector_dir / 'projector_config.pbtxt').exists()
+  prefix = tf.train.latest_checkpoint(str(projector_dir))
+  np.testing.assert_allclose(
+      tf.train.load_variable(prefix, 'embedding/.ATTRIBUTES/VARIABLE_VALUE'),
+      values, atol=1e-6)
+  rows = (projector_dir / 'metadata.tsv').read_text().splitlines()
+  assert rows[0] == 'label\tclass\tpath'
+  assert rows[1:] == [f'{labels[p]}\t{["cat", "dog"][labels[p]]}\t{p}'
+                      for p in paths]
+  # Four 32 px images: a 2 x 2 sprite of the images themselves, row by row.
+  sprite = np.asarray(Image.open(projector_dir / 'sprite.png'))
+  assert sprite.shape == (64, 64, 3)
+  np.testing.assert_array_equal(sprite[:32, 32:], images[paths[1]])
+  with Image.open(tsne_png) as png:
+    assert png.format == 'PNG' and min(png.size) > 100
+
+
 def _embed_cli(*args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
   return subprocess.run(
@@ -128,9 +147,12 @@ def test_an_image_folder_gives_one_row_per_image_with_path_and_label(
   folder = tmp_path / 'pets'
   images = _write_folder(folder)
   output = tmp_path / 'train.csv'
+  projector_dir, tsne_png = tmp_path / 'projector', tmp_path / 'tsne.png'
   summary = embeddings.embed(converted['saved_model'], str(folder), 'train',
                              str(output), output_name='logits_sup',
-                             image_size=32, batch_size=3)
+                             image_size=32, batch_size=3,
+                             projector_dir=str(projector_dir),
+                             tsne_png=str(tsne_png))
   assert summary['rows'] == 4 and summary['dim'] == 10
   with open(output, newline='') as f:
     rows = list(csv.DictReader(f))
@@ -145,6 +167,7 @@ def test_an_image_folder_gives_one_row_per_image_with_path_and_label(
                      np.stack([images[p] for p in paths]) / 255.0,
                      'logits_sup')
   _assert_close(values, expected)
+  _assert_views(projector_dir, tsne_png, values, paths, labels, images)
 
   output = tmp_path / 'unlabeled.npz'
   embeddings.embed(converted['tf2'], str(folder), 'unlabeled', str(output),

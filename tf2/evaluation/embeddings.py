@@ -24,7 +24,8 @@ for unlabeled images, `paths` (N,) str for folders, and `class_names`,
 `output_name`, `checkpoint`, `dataset`, `split`) or `.csv` (pandas:
 `pandas.read_csv`; columns `path` for folders, `label`, `e0` ... `e{D-1}`).
 The file is written whole or not at all, and an existing one is never
-replaced.
+replaced. Optionally also a TensorBoard projector log and a t-SNE map
+(`embedding_views.py`).
 """
 
 import dataclasses
@@ -40,6 +41,7 @@ from tf2.checkpoints import restore as checkpoint_restore
 from tf2.data import data_util
 from tf2.data import pipeline
 from tf2.data.datasets import image_folder
+from tf2.evaluation import embedding_views
 from tf2.models import model as model_lib
 from tf2.runtime import fileio
 from tf2.training import distillation
@@ -217,8 +219,12 @@ class ProgressLine:
                  ('' if final else f', about {left:.0f} s left'))
 
 
-def compute(model, output_name, images, report=None, interval_s=10.0):
-  """{'embeddings', 'labels', 'paths'} numpy arrays, one row per image."""
+def compute(model, output_name, images, report=None, interval_s=10.0,
+            thumbnail_size=None):
+  """{'embeddings', 'labels', 'paths'} numpy arrays, one row per image.
+
+  With `thumbnail_size`, also 'thumbnails': (N, s, s, 3) uint8 images.
+  """
   if output_name == 'logits_sup' and model.supervised_head is None:
     raise EmbeddingError(
         '--output_name=logits_sup: this checkpoint has no supervised head; '
@@ -232,9 +238,12 @@ def compute(model, output_name, images, report=None, interval_s=10.0):
 
   progress = ProgressLine(images.total, report or (lambda line: None),
                           interval_s)
-  rows, labels, paths = [], [], []
+  rows, labels, paths, thumbnails = [], [], [], []
   for batch, batch_labels, batch_paths in images.batches:
     rows.append(forward(batch).numpy())
+    if thumbnail_size:
+      thumbnails.append(tf.cast(tf.round(255 * tf.image.resize(
+          batch, [thumbnail_size] * 2, 'area')), tf.uint8).numpy())
     labels.append(batch_labels.numpy())
     paths.extend(p.decode('utf-8') for p in batch_paths.numpy())
     progress.update(sum(len(r) for r in rows))
@@ -242,9 +251,12 @@ def compute(model, output_name, images, report=None, interval_s=10.0):
     raise EmbeddingError('The split has no decodable image: nothing to '
                          'embed; pass a split or folder with images.')
   progress.update(sum(len(r) for r in rows), final=True)
-  return {'embeddings': np.concatenate(rows).astype(np.float32),
-          'labels': np.concatenate(labels).astype(np.int64),
-          'paths': np.asarray(paths, dtype=str)}
+  result = {'embeddings': np.concatenate(rows).astype(np.float32),
+            'labels': np.concatenate(labels).astype(np.int64),
+            'paths': np.asarray(paths, dtype=str)}
+  if thumbnail_size:
+    result['thumbnails'] = np.concatenate(thumbnails)
+  return result
 
 
 def encode(result, metadata, output):
@@ -262,7 +274,7 @@ def encode(result, metadata, output):
         cells.insert(0, '"' + result['paths'][i].replace('"', '""') + '"')
       lines.append(','.join(cells))
     return ('\n'.join(lines) + '\n').encode('utf-8')
-  arrays = dict(result)
+  arrays = {k: v for k, v in result.items() if k != 'thumbnails'}
   if not metadata['is_folder']:
     del arrays['paths']
   arrays.update({k: np.asarray(v, dtype=str) for k, v in metadata.items()
@@ -273,7 +285,8 @@ def encode(result, metadata, output):
 
 
 def embed(checkpoint, dataset, split, output, output_name='final_avg_pool',
-          data_dir=None, image_size=None, batch_size=256, report=None):
+          data_dir=None, image_size=None, batch_size=256, report=None,
+          projector_dir=None, tsne_png=None):
   """Writes the embeddings of a split; see the module docstring.
 
   Args:
@@ -286,6 +299,8 @@ def embed(checkpoint, dataset, split, output, output_name='final_avg_pool',
     image_size: see `model_config`.
     batch_size: images per forward pass.
     report: called with a progress line every 10 s and at the end.
+    projector_dir: also a TensorBoard projector log here (embedding_views).
+    tsne_png: also a t-SNE map coloured by label, as this PNG.
 
   Returns:
     {'output', 'rows', 'dim', 'restore'} for the caller's summary.
@@ -296,6 +311,13 @@ def embed(checkpoint, dataset, split, output, output_name='final_avg_pool',
       input, before anything is written.
   """
   check_request(output_name, output)
+  try:
+    if projector_dir:
+      embedding_views.check_new_dir(str(projector_dir), '--projector_dir')
+    if tsne_png:
+      embedding_views.check_new_png(str(tsne_png), '--tsne_png')
+  except ValueError as e:
+    raise EmbeddingError(str(e)) from None
   if batch_size < 1:
     raise EmbeddingError(f'--batch_size={batch_size}: pass 1 or more.')
   config, arch = model_config(checkpoint, image_size)
@@ -303,7 +325,10 @@ def embed(checkpoint, dataset, split, output, output_name='final_avg_pool',
   # The images are checked before the model is built: bad input fails fast.
   images = images_of(dataset, split, config.image_size, batch_size, data_dir)
   model, restored = load_model(checkpoint, config)
-  result = compute(model, output_name, images, report)
+  thumbnails = (embedding_views.thumbnail_size(images.total)
+                if projector_dir else None)
+  result = compute(model, output_name, images, report,
+                   thumbnail_size=thumbnails)
   metadata = dict(class_names=images.class_names, output_name=output_name,
                   checkpoint=str(checkpoint), dataset=str(dataset),
                   split=split, is_folder=images.is_folder)
@@ -312,6 +337,15 @@ def embed(checkpoint, dataset, split, output, output_name='final_avg_pool',
   except tf.errors.AlreadyExistsError:
     raise EmbeddingError(f'--output={output} appeared while embedding; it '
                          'was kept: pass a new file name.') from None
+  if projector_dir:
+    embedding_views.write_projector(
+        str(projector_dir), result['embeddings'], result['labels'],
+        images.class_names, result['paths'] if images.is_folder else [],
+        result['thumbnails'])
+  if tsne_png:
+    embedding_views.write_tsne_png(
+        str(tsne_png), result['embeddings'], result['labels'],
+        images.class_names, f'{output_name} of {dataset} {split}')
   return {'output': str(output), 'rows': len(result['labels']),
           'dim': result['embeddings'].shape[1],
           'restore': restored.summary()}
