@@ -52,12 +52,13 @@ class SimCLRModule(tf.Module):
   def serving_default(self, images):
     """`__call__(images, trainable=False)` as a signature: one input.
 
-    Traced on its own, it runs the same ops; the runtime's graph rewrites
-    (fusions, op order) can differ between the two functions, so outputs
-    agree to float32 rounding (about 1e-6 of their magnitude), not bits.
+    It calls the function `__call__` traced for trainable=False, so the
+    model is traced once more only as a call (exports stay as fast and the
+    graph is stored once). The runtime rewrites each top-level function's
+    graph on its own (fusions, op order), so the two agree to float32
+    rounding (about 1e-6 of an output's magnitude), not always to the bit.
     """
-    outputs = self.model.endpoints(images, training=False)
-    return {k: outputs[k] for k in SIGNATURE_KEYS if k in outputs}
+    return self.__call__(images, trainable=False)
 
 
 def build_saved_model(model):
