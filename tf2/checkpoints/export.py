@@ -27,6 +27,8 @@ from tf2.runtime import precision
 SERVING_SIGNATURE = 'serving_default'
 # The serving signature's one input: a batch of RGB images in [0, 1].
 IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name='images')
+# What `__call__` is traced for (unnamed, as before the signature existed).
+_CALL_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32)
 
 SIGNATURE_KEYS = ('initial_conv', 'initial_max_pool', 'block_group1',
                   'block_group2', 'block_group3', 'block_group4',
@@ -52,21 +54,21 @@ class SimCLRModule(tf.Module):
   def serving_default(self, images):
     """`__call__(images, trainable=False)` as a signature: one input.
 
-    It calls the function `__call__` traced for trainable=False, so the
-    model is traced once more only as a call (exports stay as fast and the
-    graph is stored once). The runtime rewrites each top-level function's
-    graph on its own (fusions, op order), so the two agree to float32
-    rounding (about 1e-6 of an output's magnitude), not always to the bit.
+    It calls the concrete function `__call__` was traced into for
+    trainable=False, so both run the same ops. The runtime rewrites each
+    top-level function's graph on its own (fusions, op order), so the two
+    agree to float32 rounding (about 1e-6 of an output's magnitude), not
+    always to the bit.
     """
-    return self.__call__(images, trainable=False)
+    return self.__call__.get_concrete_function(_CALL_SPEC, trainable=False)(
+        images)
 
 
 def build_saved_model(model):
   """A tf.Module with `__call__` traced for trainable=True and False."""
   module = SimCLRModule(model)
-  spec = tf.TensorSpec([None, None, None, 3], tf.float32)
-  module.__call__.get_concrete_function(spec, trainable=True)
-  module.__call__.get_concrete_function(spec, trainable=False)
+  module.__call__.get_concrete_function(_CALL_SPEC, trainable=True)
+  module.__call__.get_concrete_function(_CALL_SPEC, trainable=False)
   return module
 
 
