@@ -15,6 +15,7 @@ from checkpoints_tools import convert_tf1_to_tf2
 from checkpoints_tools import export_saved_model
 from checkpoints_tools import inspect_checkpoint
 from tests import golden
+from tests import serving
 from tests.conftest import ROOT
 from tests.test_checkpoint_io import assert_matches_golden_eval
 from tests.golden import golden_config
@@ -93,6 +94,13 @@ def test_converted_checkpoint_and_saved_model_give_the_golden_outputs(
 
   loaded = tf.saved_model.load(saved_model)
   assert_matches_golden_eval(loaded(images, trainable=False), arrays)
+  # The converter's export also serves: the golden outputs from the
+  # signature, which equals `__call__` on other sizes and batches too
+  # (checked on the smallest model only: it loads the export twice more).
+  assert_matches_golden_eval(
+      loaded.signatures['serving_default'](images=images), arrays)
+  if name == 'r18_1x_sk0_32px':
+    serving.assert_serving_equals_call(saved_model)
   trained = loaded(images, trainable=True)
   for key, expected in arrays.items():
     if key.startswith('train/'):
@@ -244,6 +252,7 @@ def test_exported_saved_model_fine_tunes_as_a_whole_in_a_fresh_process(
   fixture_config, _, _, prefix = r18
   export_dir, _ = export_saved_model.export_checkpoint(prefix,
                                                        str(tmp_path / 'sm'))
+  serving.assert_serving_equals_call(export_dir)
   trainable = len(model_lib.build_model(
       golden_config(fixture_config)).trainable_variables)
   result = subprocess.run(

@@ -112,6 +112,8 @@ _BAD_VALUES = [
     ('memory_ema_decay', 1.0, '0.999'),
     ('knn_k', 0, '200'),
     ('knn_temperature', 0.0, 'positive'),
+    ('linear_probe_held_out', 0.0, 'e.g. 0.2'),
+    ('linear_probe_held_out', 1.0, 'e.g. 0.2'),
     ('eval_timeout', -5.0, 'unset'),
     ('progress_interval_secs', 0.0, '=60'),
     ('teacher_ft_proj_selector', -2, "teacher's own record"),

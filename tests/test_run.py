@@ -6,9 +6,12 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from colabs import tools
+from tests import serving
 
 TINY = ['--dataset=digits', '--use_tpu=False', '--resnet_depth=18',
         '--image_size=16', '--train_batch_size=32', '--eval_batch_size=128',
@@ -107,6 +110,25 @@ def test_saved_model_loads_in_a_fresh_process(finetuned):
   assert set(shapes) >= {'initial_conv', 'initial_max_pool', 'block_group1',
                          'block_group4', 'proj_head_input',
                          'proj_head_output'}
+
+
+def test_saved_model_serves_and_loads_in_keras3(finetuned, tmp_path):
+  export_dir = finetuned['finetune_dir'] / 'saved_model' / '3'
+  images = np.random.RandomState(0).uniform(size=(3, 16, 16, 3)).astype(
+      np.float32)
+  keras3 = serving.keras3_outputs(export_dir, images, tmp_path)
+  loaded = tf.saved_model.load(str(export_dir))
+  served = loaded.signatures['serving_default'](images=images)
+  called = loaded(images, trainable=False)
+  assert sorted(keras3) == sorted(served) == sorted(called)
+  # Keras 3 runs the signature: the same function, the same numbers.
+  np.testing.assert_allclose(keras3['logits_sup'],
+                             served['logits_sup'].numpy(), atol=1e-6, rtol=0)
+  # And the signature is __call__ in inference mode (serving.py: rounding).
+  for key, value in called.items():
+    scale = max(1.0, float(np.abs(value.numpy()).max()))
+    np.testing.assert_allclose(served[key].numpy(), value.numpy(), rtol=0,
+                               atol=1e-5 * scale, err_msg=key)
 
 
 def test_other_architecture_never_overwrites_a_checkpoint(pretrained):

@@ -20,6 +20,7 @@ from tf2.data import color_augment
 from tf2.data import pipeline as data_lib
 from tf2.evaluation import knn
 from tf2.evaluation import linear_head
+from tf2.evaluation import linear_probe
 from tf2.models import config as config_lib
 from tf2.models import model as model_lib
 from tf2.runtime import precision
@@ -205,13 +206,18 @@ class Task:
     views = 2 if self.experiment.run.train_mode == 'pretrain' else 1
     return self.experiment.data.train_batch_size * views
 
+  def labeled_train_dataset(self):
+    """The labeled --train_split, unaugmented: the frozen-feature memory."""
+    data = self.experiment.data
+    return self.build_dataset(data.eval_batch_size, False, data.train_split,
+                              labeled_only=True)
+
   def build_knn_evaluator(self, eval_dataset):
     """`fn(model)` of the kNN evaluation, its memory the labeled train split."""
-    data, run = self.experiment.data, self.experiment.run
+    run = self.experiment.run
 
     def knn_eval(model):
-      memory = self.build_dataset(data.eval_batch_size, False,
-                                  data.train_split, labeled_only=True)
+      memory = self.labeled_train_dataset()
       results = knn.evaluate_knn(
           model, self.strategy, memory, eval_dataset,
           self.experiment.resolved.num_classes, k=run.knn_k,
@@ -222,7 +228,7 @@ class Task:
     return knn_eval
 
   def build_evaluators(self, model):
-    """The measurements of --eval_knn and of the supervised head, if any."""
+    """The supervised head's, --eval_knn's and --eval_linear_probe's."""
     experiment = self.experiment
     data, run = experiment.data, experiment.run
     dataset = data_lib.build_distributed_dataset(
@@ -236,6 +242,11 @@ class Task:
           jit_compile=run.jit_compile))
     if run.eval_knn:
       found.append(self.build_knn_evaluator(dataset))
+    if run.eval_linear_probe:
+      found.append(linear_probe.make_evaluator(
+          self.strategy, self.labeled_train_dataset, dataset,
+          eval_steps=experiment.resolved.eval_steps,
+          held_out_fraction=run.linear_probe_held_out))
     return found
 
   def summary_writer(self):

@@ -9,6 +9,13 @@ works with ours. The model sits under the attribute `model`, so the
 SavedModel's variables have the same `model/...` object paths as a
 checkpoint, and `trainable_variables_list` lists every trainable variable so
 the loaded module can be fine-tuned as a whole.
+
+Beside the published `__call__`, every export carries a `serving_default`
+signature (`loaded.signatures['serving_default'](images=...)`): inference
+mode only, float32 images in [0, 1] of any size and batch, the same named
+outputs. Signatures are what TF Serving, `saved_model_cli run`, Keras 3's
+`TFSMLayer` and converters such as tf2onnx call; the published SavedModels
+have none, so those tools find nothing to call in them.
 """
 
 import tensorflow as tf
@@ -17,6 +24,12 @@ from tf2.models import model as model_lib
 from tf2.runtime import fileio
 from tf2.runtime import model_dir as model_dir_lib
 from tf2.runtime import precision
+
+SERVING_SIGNATURE = 'serving_default'
+# The serving signature's one input: a batch of RGB images in [0, 1].
+IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name='images')
+# What `__call__` is traced for (unnamed, as before the signature existed).
+_CALL_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32)
 
 SIGNATURE_KEYS = ('initial_conv', 'initial_max_pool', 'block_group1',
                   'block_group2', 'block_group3', 'block_group4',
@@ -38,14 +51,33 @@ class SimCLRModule(tf.Module):
     outputs = self.model.endpoints(inputs, training=trainable)
     return {k: outputs[k] for k in SIGNATURE_KEYS if k in outputs}
 
+  @tf.function(input_signature=[IMAGES_SPEC])
+  def serving_default(self, images):
+    """`__call__(images, trainable=False)` as a signature: one input.
+
+    It calls the concrete function `__call__` was traced into for
+    trainable=False, so both run the same ops. The runtime rewrites each
+    top-level function's graph on its own (fusions, op order), so the two
+    agree to float32 rounding (about 1e-6 of an output's magnitude), not
+    always to the bit.
+    """
+    return self.__call__.get_concrete_function(_CALL_SPEC, trainable=False)(
+        images)
+
 
 def build_saved_model(model):
   """A tf.Module with `__call__` traced for trainable=True and False."""
   module = SimCLRModule(model)
-  spec = tf.TensorSpec([None, None, None, 3], tf.float32)
-  module.__call__.get_concrete_function(spec, trainable=True)
-  module.__call__.get_concrete_function(spec, trainable=False)
+  module.__call__.get_concrete_function(_CALL_SPEC, trainable=True)
+  module.__call__.get_concrete_function(_CALL_SPEC, trainable=False)
   return module
+
+
+def save(module, export_dir):
+  """tf.saved_model.save of a SimCLRModule, with its serving signature."""
+  tf.saved_model.save(
+      module, export_dir,
+      signatures={SERVING_SIGNATURE: module.serving_default})
 
 
 def float32_copy(model):
@@ -82,7 +114,7 @@ def export_saved_model(model, export_dir):
     model = float32_copy(model)
   module = build_saved_model(model)
   return fileio.replace_dir_atomic(
-      lambda tmp_dir: tf.saved_model.save(module, tmp_dir), export_dir,
+      lambda tmp_dir: save(module, tmp_dir), export_dir,
       commit_file='saved_model.pb')
 
 

@@ -198,6 +198,15 @@ class RunSection:
       '--train_split, read once.')
   knn_k: int = _field(200, 'Neighbours of the kNN evaluation.')
   knn_temperature: float = _field(0.07, 'Temperature of the kNN votes.')
+  eval_linear_probe: bool = _field(
+      False, 'Also evaluate the frozen encoder output with the transfer '
+      "protocol's linear probe: an L2-regularised multinomial logistic "
+      'regression (scikit-learn, L-BFGS) on unaugmented features of the '
+      'labeled --train_split, its regularisation chosen on a held-out part '
+      'of it; reports eval/linear_probe_top_1_accuracy on --eval_split.')
+  linear_probe_held_out: float = _field(
+      0.2, 'Fraction of the labeled --train_split held out to choose the '
+      "linear probe's regularisation (stratified by class).")
   mixed_precision: str = _field(
       'float32', 'Compute precision: float32 (as published), mixed_bfloat16 '
       'or mixed_float16 (with dynamic loss scaling). Variables, batch-norm '

@@ -98,6 +98,9 @@ _RANGES = (
      'e.g. --knn_k=200'),
     ('knn_temperature', lambda v: v > 0, 'the kNN weights divide by it',
      'pass a positive value, e.g. --knn_temperature=0.07'),
+    ('linear_probe_held_out', lambda v: 0 < v < 1,
+     'the probe fits on part of the training split and chooses its '
+     'regularisation on the rest', 'pass a value in (0, 1), e.g. 0.2'),
     ('progress_interval_secs', lambda v: v > 0,
      'the progress interval must be positive',
      'e.g. --progress_interval_secs=60'),
@@ -227,8 +230,10 @@ def validate_replicas(experiment, num_replicas, multi_worker=False,
         f'--jit_compile with {num_replicas} CPU replicas: XLA cannot compile '
         'the collectives between CPU replicas; use one replica (the default '
         'on CPUs) or GPUs, or drop --jit_compile.')
-  if run.eval_knn and run.mode != 'train' and multi_worker:
-    raise ConfigError(
-        '--eval_knn on several workers: the kNN memory would only hold each '
-        "worker's share of the training split. Train without it, then run "
-        '--mode=eval --eval_knn on one machine with the same --model_dir.')
+  for name, what in (('eval_knn', 'kNN memory'),
+                     ('eval_linear_probe', "linear probe's training set")):
+    if getattr(run, name) and run.mode != 'train' and multi_worker:
+      raise ConfigError(
+          f'--{name} on several workers: the {what} would only hold each '
+          "worker's share of the training split. Train without it, then run "
+          f'--mode=eval --{name} on one machine with the same --model_dir.')

@@ -198,3 +198,30 @@ def remove_temporaries(directory, patterns=(TMP_PREFIX + '*', '*_temp')):
         gfile.remove(path)
       removed.append(path)
   return sorted(removed)
+
+
+def write_bytes_new(path, data):
+  """Writes `data` to a new file `path`, whole or not at all.
+
+  The bytes go to a sibling temporary file that is renamed to `path` only
+  when complete, without overwriting: a file that appeared at `path`
+  meanwhile is kept and `tf.errors.AlreadyExistsError` raised.
+
+  Returns:
+    path.
+  """
+  path = str(path)
+  parent = dirname(path)
+  if parent:
+    makedirs(parent)
+  tmp = _temporary_sibling(path)
+  try:
+    with gfile.GFile(tmp, 'wb') as f:
+      f.write(data)
+    if exists(path):
+      raise tf.errors.AlreadyExistsError(None, None, f'{path} exists')
+    gfile.rename(tmp, path, overwrite=False)
+  finally:
+    if exists(tmp):
+      gfile.remove(tmp)
+  return path
