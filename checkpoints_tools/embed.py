@@ -21,21 +21,15 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
+from checkpoints_tools import cli
 
 from tf2.evaluation import embeddings
 
 FLAGS = flags.FLAGS
 
 
-def _error(message):
-  print(f'embed.py: error: {message}', file=sys.stderr)
-  sys.exit(2)
-
-
 def main(argv):
-  if len(argv) > 1:
-    _error(f'unexpected arguments {argv[1:]}: pass every setting as a flag '
-           '(--help lists them).')
+  cli.refuse_positional_arguments('embed.py', argv)
   try:
     summary = embeddings.embed(
         FLAGS.checkpoint, FLAGS.dataset, FLAGS.split, FLAGS.output,
@@ -45,16 +39,14 @@ def main(argv):
         report=lambda line: print(f'embed.py: {line}', file=sys.stderr,
                                   flush=True))
   except embeddings.INPUT_ERRORS as e:
-    _error(' '.join(str(e).split()))
+    cli.fail('embed.py', e)
   print(summary['restore'])
   print(f'Wrote {summary["rows"]} rows of {summary["dim"]} values '
         f'({FLAGS.output_name}) to {summary["output"]}')
 
 
 def define_flags():
-  flags.DEFINE_string('checkpoint', None, 'A TF2 checkpoint prefix or '
-                      'model_dir, a SavedModel directory or a TF1 checkpoint '
-                      'prefix (model.ckpt-N).')
+  cli.define_checkpoint_flag()
   flags.DEFINE_string('dataset', None, 'A prepared TFDS dataset (e.g. '
                       'cifar10, digits) or the path of an image folder.')
   flags.DEFINE_string('split', 'test', "The split to embed ('train', "

@@ -24,36 +24,28 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
+from checkpoints_tools import cli
 
 from tf2.checkpoints import onnx_export
 
 FLAGS = flags.FLAGS
 
 
-def _error(message):
-  print(f'export_onnx.py: error: {message}', file=sys.stderr)
-  sys.exit(2)
-
-
 def main(argv):
-  if len(argv) > 1:
-    _error(f'unexpected arguments {argv[1:]}: pass every setting as a flag '
-           '(--help lists them).')
+  cli.refuse_positional_arguments('export_onnx.py', argv)
   try:
     summary = onnx_export.export_onnx(
         FLAGS.checkpoint, FLAGS.output, use_ema=FLAGS.use_ema,
         image_size=FLAGS.image_size, opset=FLAGS.opset)
   except onnx_export.INPUT_ERRORS as e:
-    _error(' '.join(str(e).split()))
+    cli.fail('export_onnx.py', e)
   print(summary['restore'])
   print(f'ONNX model: {summary["output"]} (onnxruntime matches the '
         f'SavedModel to {summary["max_difference"]:.1g} relative)')
 
 
 def define_flags():
-  flags.DEFINE_string('checkpoint', None, 'A TF2 checkpoint prefix or '
-                      'model_dir, a SavedModel directory or a TF1 checkpoint '
-                      'prefix (model.ckpt-N).')
+  cli.define_checkpoint_flag()
   flags.DEFINE_string('output', None, 'New .onnx file; an existing file is '
                       'never replaced.')
   flags.DEFINE_bool('use_ema', False, 'With a TF1 checkpoint, export its '

@@ -28,7 +28,8 @@ from tf2.checkpoints import restore as checkpoint_restore
 from tf2.checkpoints import tf1_mapping
 from tf2.models import model as model_lib
 
-TOOLS = ('convert_tf1_to_tf2', 'inspect_checkpoint', 'export_saved_model')
+TOOLS = ('convert_tf1_to_tf2', 'inspect_checkpoint', 'export_saved_model', 'embed',
+         'export_onnx')
 # SavedModel export traces every layer in both call modes: ResNet-50 with SK
 # takes about 25 s on two cores.
 _GOLDEN_PARAMS = [pytest.param(n, marks=pytest.mark.slow) if 'sk1' in n else n

@@ -77,21 +77,28 @@ def _temporary_sibling(path):
               f'{uuid.uuid4().hex[:8]}')
 
 
-def write_text_atomic(path, text):
-  """Writes `text` to `path`; a reader sees the old file or the new one."""
+def _write_through_temporary(path, contents, mode, replace):
+  """Writes a sibling temporary file, then renames it to `path`."""
   path = str(path)
   parent = dirname(path)
   if parent:
     makedirs(parent)
   tmp = _temporary_sibling(path)
   try:
-    with gfile.GFile(tmp, 'w') as f:
-      f.write(text)
-    gfile.rename(tmp, path, overwrite=True)
+    with gfile.GFile(tmp, mode) as f:
+      f.write(contents)
+    if not replace and exists(path):
+      raise tf.errors.AlreadyExistsError(None, None, f'{path} exists')
+    gfile.rename(tmp, path, overwrite=replace)
   finally:
     if exists(tmp):
       gfile.remove(tmp)
   return path
+
+
+def write_text_atomic(path, text):
+  """Writes `text` to `path`; a reader sees the old file or the new one."""
+  return _write_through_temporary(path, text, 'w', replace=True)
 
 
 def write_json_atomic(path, value, indent=1):
@@ -210,18 +217,4 @@ def write_bytes_new(path, data):
   Returns:
     path.
   """
-  path = str(path)
-  parent = dirname(path)
-  if parent:
-    makedirs(parent)
-  tmp = _temporary_sibling(path)
-  try:
-    with gfile.GFile(tmp, 'wb') as f:
-      f.write(data)
-    if exists(path):
-      raise tf.errors.AlreadyExistsError(None, None, f'{path} exists')
-    gfile.rename(tmp, path, overwrite=False)
-  finally:
-    if exists(tmp):
-      gfile.remove(tmp)
-  return path
+  return _write_through_temporary(path, data, 'wb', replace=False)
