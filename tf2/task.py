@@ -197,7 +197,8 @@ class Task:
     step = step_lib.make_train_step(
         model, optimizer, losses, self.strategy, metrics, teacher=teacher,
         memory=memory, augment_fn=self.build_augment_fn(),
-        nan_policy=run.nan_policy, jit_compile=run.jit_compile, seed=run.seed)
+        nan_policy=run.nan_policy, jit_compile=run.jit_compile, seed=run.seed,
+        num_microbatches=run.num_microbatches)
     return Training(state, step, metrics, dataset, learning_rate, memory,
                     restored)
 

@@ -225,6 +225,15 @@ class RunSection:
   jit_compile: bool = _field(
       False, 'Compile the train and eval steps with XLA (on GPUs with the '
       'cross-replica reductions inside).')
+  num_microbatches: int = _field(
+      1, "Process each replica's batch in this many micro-batches, with the "
+      'loss of the whole global batch (the contrastive loss is chunked as in '
+      'Gao et al. 2021: negatives from all micro-batches of all replicas), '
+      'so that a batch too large for the memory trains exactly. Must divide '
+      'the per-replica batch. Batch norm in training mode sees one '
+      'micro-batch at a time: statistics as with this many times more '
+      'replicas without --global_bn (--global_bn syncs each micro-batch '
+      'across replicas).')
   use_tpu: bool = _field(True, 'Whether to run on TPU.')
   tpu_name: Optional[str] = _field(None, 'The Cloud TPU to use for training.')
   tpu_zone: Optional[str] = _field(None, 'GCE zone where the Cloud TPU is '

@@ -225,6 +225,14 @@ def validate_replicas(experiment, num_replicas, multi_worker=False,
       raise ConfigError(
           f'{experiment.source(name)}={value} does not divide among the '
           f'{num_replicas} replicas; pass a multiple of {num_replicas}.')
+  per_replica = experiment.data.train_batch_size // num_replicas
+  if run.num_microbatches < 1 or per_replica % run.num_microbatches:
+    raise ConfigError(
+        f'{experiment.source("num_microbatches")}={run.num_microbatches} '
+        f'does not divide the per-replica batch of {per_replica} '
+        f'(--train_batch_size={experiment.data.train_batch_size} over '
+        f'{num_replicas} replicas); pass a divisor of {per_replica} '
+        '(1 = no micro-batches).')
   if run.jit_compile and num_replicas > 1 and not xla_collectives:
     raise ConfigError(
         f'--jit_compile with {num_replicas} CPU replicas: XLA cannot compile '

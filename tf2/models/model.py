@@ -175,6 +175,16 @@ class Model(tf_keras.Model):
       views = blur.batch_random_blur(views, size, size, seed=seed)
     return tf.concat(views, 0)
 
+  def views(self, inputs, training=False, seed=None):
+    """The network's input batch: views split on the batch axis, blurred.
+
+    What a forward pass feeds the encoder (see `_split_views`); a
+    (kB, H, W, 3) result passes through a later call unchanged, so a train
+    step may slice it into micro-batches whose blur draws are the whole
+    batch's (training/microbatch.py).
+    """
+    return self._split_views(inputs, training, seed)
+
   def endpoints(self, inputs, training=False, seed=None):
     """All named outputs of one forward pass, as the SavedModel returns them.
 

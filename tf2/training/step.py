@@ -19,6 +19,7 @@ from tf2.runtime import reproducibility
 from tf2.training import distillation
 from tf2.training import memory_buffer
 from tf2.training import metrics as metrics_lib
+from tf2.training import microbatch
 from tf2.training import objective
 from tf2.training import optimization
 # The --nan_policy choices (see make_train_step).
@@ -200,7 +201,8 @@ def whole_step_compilable(strategy):
 
 def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
                     teacher=None, memory=None, augment_fn=None,
-                    nan_policy='stop', jit_compile=False, seed=None):
+                    nan_policy='stop', jit_compile=False, seed=None,
+                    num_microbatches=1):
   """Returns `step(images, labels, labeled=None)` to run on each replica.
 
   Args:
@@ -225,6 +227,8 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
       cross-replica gather of negatives, the synchronised batch norm and the
       update included; on one CPU replica its forward and backward pass
       (see `whole_step_compilable`).
+    num_microbatches: K > 1 computes each replica's loss and gradients in K
+      micro-batches, with the loss of the whole batch (microbatch.py).
 
   Returns:
     step, returning this replica's loss, or NaN when the loss or a gradient
@@ -254,6 +258,15 @@ def make_train_step(model, optimizer, loss_config, strategy, metrics=None,
           optimizer, loss / strategy.num_replicas_in_sync)
     grads = tape.gradient(scaled_loss, model.trainable_variables)
     return loss, precision.unscaled(optimizer, grads)
+
+  if num_microbatches > 1:
+    chunked = microbatch.make_loss_and_gradients(
+        model, optimizer, loss_config, strategy, num_microbatches, metrics,
+        teacher=teacher, memory=memory)
+
+    def loss_and_gradients(images, labels, labeled):  # pylint: disable=function-redefined
+      return chunked(images, labels, labeled, seed=_step_key(
+          seed, reproducibility.BLUR, step_counter))
 
   compile_whole_step = jit_compile and whole_step_compilable(strategy)
   if jit_compile and not compile_whole_step:
