@@ -52,7 +52,8 @@ def model_config(experiment):
       ft_proj_selector=config_lib.projection_layer(model.ft_proj_selector,
                                                    model.num_proj_layers),
       lineareval_while_pretraining=model.lineareval_while_pretraining,
-      use_blur=experiment.data.use_blur)
+      use_blur=experiment.data.use_blur,
+      recompute_blocks=model.recompute_blocks)
 
 
 def loss_config(experiment):

@@ -55,6 +55,10 @@ class ModelSection:
       'fine-tuning everything. 0 means fine-tuning after stem block. 4 means '
       'fine-tuning just the linear head.')
   lineareval_while_pretraining: bool = _field(_MODEL.lineareval_while_pretraining, 'Whether to finetune supervised head while pretraining.')
+  recompute_blocks: bool = _field(
+      _MODEL.recompute_blocks, 'Recompute the activations of each residual '
+      'block in the backward pass instead of keeping them: less memory, one '
+      'more forward pass of the encoder per step, the same gradients.')
   zero_init_logits_layer: bool = _field(
       False, 'If True, zero initialize layers after avg_pool for supervised '
       'learning.')

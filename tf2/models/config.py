@@ -41,6 +41,8 @@ class ModelConfig:
   ft_proj_selector: int = 0
   lineareval_while_pretraining: bool = True
   use_blur: bool = True
+  # Not architecture: how the training pass trades compute for memory.
+  recompute_blocks: bool = False
 
   @property
   def use_cifar_stem(self) -> bool:

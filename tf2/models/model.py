@@ -143,7 +143,7 @@ class Model(tf_keras.Model):
         cifar_stem=config.use_cifar_stem, sk_ratio=config.sk_ratio,
         se_ratio=config.se_ratio,
         fine_tune_after_block=config.fine_tune_after_block if finetune else -1,
-        name='resnet', **bn)
+        recompute_blocks=config.recompute_blocks, name='resnet', **bn)
     self._projection_head = ProjectionHead(
         config.proj_head_mode, config.num_proj_layers, config.proj_out_dim,
         config.ft_proj_selector, name='projection_head', **bn)

@@ -22,6 +22,7 @@ import tf_keras
 
 from tf2.models import batch_norm
 from tf2.models import layers as layers_lib
+from tf2.models import recompute
 
 # Blocks per group for each supported depth, and which block type they use.
 # Depth 10 is not a published SimCLR model: a small student for distillation.
@@ -136,16 +137,21 @@ class BlockGroup(tf_keras.layers.Layer):
   """A stage of blocks; the first one changes width and stride."""
 
   def __init__(self, filters, block_fn, blocks, strides, block_kwargs,
-               **kwargs):
+               recompute_blocks=False, **kwargs):
     super().__init__(**kwargs)
+    self.recompute_blocks = recompute_blocks  # A bool: not in checkpoints.
     self.layers = [block_fn(filters, strides, use_projection=True,
                             **block_kwargs)]
     for _ in range(1, blocks):
       self.layers.append(block_fn(filters, 1, **block_kwargs))
 
   def call(self, inputs, training=None):
+    rerun = self.recompute_blocks and recompute.applies(training)
     for layer in self.layers:
-      inputs = layer(inputs, training=training)
+      if rerun and layer.trainable:
+        inputs = recompute.call_recomputed(layer, inputs, training)
+      else:
+        inputs = layer(inputs, training=training)
     return inputs
 
 
@@ -164,11 +170,14 @@ class Resnet(tf_keras.layers.Layer):
       block groups 1..k (0: only the stem; 4: the whole encoder). Frozen
       layers get trainable=False (so their batch norms keep their moving
       statistics) and gradients stop at the frozen part's output.
+    recompute_blocks: in training under a tape, keep only each residual
+      block's input and recompute its activations in the backward pass
+      (recompute.py): less memory, one more forward pass, same gradients.
   """
 
   def __init__(self, depth, width_multiplier, cifar_stem=False, sk_ratio=0.0,
                se_ratio=0.0, batch_norm_decay=0.9, global_bn=False,
-               fine_tune_after_block=-1, **kwargs):
+               fine_tune_after_block=-1, recompute_blocks=False, **kwargs):
     super().__init__(**kwargs)
     if depth not in _DEPTH_TO_BLOCKS:
       raise ValueError(f'resnet_depth={depth} is not supported; use one of '
@@ -186,7 +195,8 @@ class Resnet(tf_keras.layers.Layer):
         [(64, 1), (128, 2), (256, 2), (512, 2)]):
       self.block_groups.append(BlockGroup(
           filters * width_multiplier, block_fn, blocks[i], strides,
-          block_kwargs, name=f'block_group{i + 1}'))
+          block_kwargs, recompute_blocks=recompute_blocks,
+          name=f'block_group{i + 1}'))
     # Setting the property (not the constructor argument) reaches the inner
     # batch norms too, so frozen ones normalise with, and keep, their moving
     # statistics.
