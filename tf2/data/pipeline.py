@@ -16,9 +16,11 @@ must already be prepared in data_dir.
 
 import functools
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tf2.data import crop_decode
 from tf2.data import data_util
 from tf2.runtime import reproducibility
 # Imported for its side effect: registers the embedded digits with TFDS.
@@ -120,8 +122,23 @@ def num_classes(builder):
   return builder.info.features['label'].num_classes
 
 
+def holds_jpegs(builder):
+  """Whether the image feature's stored bytes are (or may be) JPEGs.
+
+  TFDS stores them as the feature's encoding_format says (imagenet2012:
+  'jpeg'); an image folder keeps each JPEG file's own bytes (and PNGs for
+  the rest). Other datasets (arrays encoded as PNG) keep TFDS's decoding.
+  """
+  feature = builder.info.features['image']
+  if (not isinstance(feature, tfds.features.Image) or
+      np.dtype(feature.np_dtype) != np.uint8):
+    return False
+  return (feature.encoding_format == 'jpeg' or
+          isinstance(builder, image_folder.ImageFolderBuilder))
+
+
 def _read_split(builder, split, is_training, input_context, seed,
-                labeled_ids=None, labeled_only=False):
+                labeled_ids=None, labeled_only=False, encoded=False):
   """The split's (image, label, labeled) triples, this pipeline's share only.
 
   TFDS assigns whole files to input pipelines, as in the reference; a split
@@ -131,7 +148,8 @@ def _read_split(builder, split, is_training, input_context, seed,
   `labeled` is False for the images of an `unlabeled` folder (the feature
   `is_labeled` of image-folder datasets) and, when `labeled_ids` (TFDS ids of
   a label subset) is given, for every example outside the subset.
-  `labeled_only` drops the unlabeled examples.
+  `labeled_only` drops the unlabeled examples. With `encoded` the images
+  are left as their stored bytes (decoded later, crop window only).
   """
   pipelines = input_context.num_input_pipelines
   by_file = (pipelines == 1 or
@@ -140,8 +158,9 @@ def _read_split(builder, split, is_training, input_context, seed,
       interleave_cycle_length=32, interleave_block_length=1,
       input_context=input_context if by_file else None, shuffle_seed=seed)
   read_config.add_tfds_id = labeled_ids is not None
+  decoders = {'image': tfds.decode.SkipDecoding()} if encoded else None
   dataset = builder.as_dataset(split=split, shuffle_files=is_training,
-                               read_config=read_config)
+                               read_config=read_config, decoders=decoders)
   if not by_file:
     dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
   in_subset = None
@@ -164,7 +183,7 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
                    image_size, train_mode, cache_dataset=False,
                    color_jitter_strength=1.0, seed=None, start_step=0,
                    labeled_ids=None, labeled_only=False,
-                   augment_on_device=False):
+                   augment_on_device=False, decode_crops=True):
   """`input_fn(input_context)` for strategy.distribute_datasets_from_function.
 
   Args:
@@ -193,6 +212,10 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
       here but neither colour-distorted nor clipped: the train step does
       that on the accelerator (`color_augment.make_augment_fn`), which
       relieves the host CPU. Other modes are unaffected.
+    decode_crops: in training, decode only the crop window of JPEG sources
+      (`holds_jpegs`; crop_decode.py): the same crops and pixels, less host
+      time. False decodes whole images first, as the reference, and so does
+      `cache_dataset` (the cache then holds decoded pixels).
 
   Returns:
     input_fn(input_context) -> tf.data.Dataset of
@@ -211,6 +234,16 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
       # The reference skips the eval centre crop for small images (CIFAR).
       test_crop=image_size > 32, color_jitter_strength=color_jitter_strength,
       clip=not on_device)
+  # A cache of decoded images (cache_dataset) skips decoding altogether.
+  encoded = (is_training and decode_crops and not cache_dataset and
+             holds_jpegs(builder))
+  if encoded:
+    preprocess = functools.partial(
+        crop_decode.preprocess_encoded_for_train, height=image_size,
+        width=image_size,
+        decode=builder.info.features['image'].decode_example,
+        color_distort=pretrain and not on_device,
+        color_jitter_strength=color_jitter_strength, clip=not on_device)
 
   def targets(label, labeled):
     return {'labels': tf.one_hot(label, classes),
@@ -233,7 +266,7 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
     pipeline_seed = (None if seed is None else reproducibility.pipeline_seed(
         seed, start_step, input_context.input_pipeline_id))
     dataset = _read_split(builder, split, is_training, input_context,
-                          pipeline_seed, labeled_ids, labeled_only)
+                          pipeline_seed, labeled_ids, labeled_only, encoded)
     if cache_dataset:
       dataset = dataset.cache()
     if is_training:
