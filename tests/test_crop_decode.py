@@ -56,6 +56,13 @@ def test_same_pixels_as_decode_then_crop(shape):
     theirs = data_util.crop_and_resize(image, 224, 224, seed)
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1 / 255,
                                rtol=0)
+  # Two views' windows from one decode of the box around both.
+  windows = [crop_decode.crop_window(encoded, 64, 64, seed)
+             for seed in _SEEDS[:2]]
+  for crop, window in zip(crop_decode.decode_crops(encoded, windows),
+                          windows):
+    np.testing.assert_array_equal(
+        crop.numpy(), tf.image.crop_to_bounding_box(decoded, *window).numpy())
 
 
 def test_a_whole_training_view_matches_and_png_bytes_take_the_old_path():
@@ -72,6 +79,15 @@ def test_a_whole_training_view_matches_and_png_bytes_take_the_old_path():
         png, 64, 64, decode=lambda b: tf.io.decode_png(b, channels=3),
         seed=seed)
     np.testing.assert_array_equal(from_png.numpy(), want.numpy())
+  # Both views of a pretraining example, as the pipeline makes them.
+  seeds = _SEEDS[4:6]
+  views = crop_decode.preprocess_encoded_views(
+      encoded, 64, 64, decode=tf.io.decode_png, seeds=seeds)
+  for view, seed in zip(views, seeds):
+    want = data_util.preprocess_image(decoded, 64, 64, is_training=True,
+                                      seed=seed)
+    np.testing.assert_allclose(view.numpy(), want.numpy(), atol=1 / 255,
+                               rtol=0)
 
 
 def test_the_pipeline_decodes_crops_of_an_image_folder_only(tmp_path, monkeypatch):
@@ -90,13 +106,13 @@ def test_the_pipeline_decodes_crops_of_an_image_folder_only(tmp_path, monkeypatc
   assert data_lib.holds_jpegs(builder)
   assert not data_lib.holds_jpegs(data_lib.get_builder('digits', data_dir))
   traced = []
-  real = crop_decode.decode_crop
+  real = crop_decode.decode_crops
 
   def counted(*args):
     traced.append(1)
     return real(*args)
 
-  monkeypatch.setattr(crop_decode, 'decode_crop', counted)
+  monkeypatch.setattr(crop_decode, 'decode_crops', counted)
   batches = []
   for decode_crops in (False, True):
     input_fn = data_lib.build_input_fn(

@@ -238,8 +238,8 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
   encoded = (is_training and decode_crops and not cache_dataset and
              holds_jpegs(builder))
   if encoded:
-    preprocess = functools.partial(
-        crop_decode.preprocess_encoded_for_train, height=image_size,
+    preprocess_views = functools.partial(
+        crop_decode.preprocess_encoded_views, height=image_size,
         width=image_size,
         decode=builder.info.features['image'].decode_example,
         color_distort=pretrain and not on_device,
@@ -250,13 +250,13 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
             'labeled': tf.cast(labeled, tf.float32)}
 
   def train_map(image, label, labeled, element_seed):
-    if pretrain:
-      views = [preprocess(image, seed=s)
-               for s in data_util.split_seed(element_seed, 2)]
-      image = tf.concat(views, -1)
+    seeds = (data_util.split_seed(element_seed, 2) if pretrain else
+             [element_seed])
+    if encoded:  # One decode for both views.
+      views = preprocess_views(image, seeds=seeds)
     else:
-      image = preprocess(image, seed=element_seed)
-    return image, targets(label, labeled)
+      views = [preprocess(image, seed=s) for s in seeds]
+    return tf.concat(views, -1), targets(label, labeled)
 
   def eval_map(image, label, labeled):
     return preprocess(image), targets(label, labeled)
