@@ -12,7 +12,11 @@ unchanged, plus this project's own) and turned into one `Experiment`:
 
 Then `tf2.runner.run` validates it, resolves it against the dataset and the
 checkpoint, and runs it. Bad input stops with one line naming the setting
-or path and the fix (exit code 2), before anything is written.
+or path and the fix (exit code 2), before anything is written. A run that
+could not go on (a NaN, a full disk, a second run) says why in one line
+(exit code 1). SIGTERM (a preemption) saves a checkpoint of the last step and
+exits with code 75 (`runtime/preemption.py`) and one line saying where the
+same command resumes.
 
 Quickstart on the embedded digits dataset (no network needed):
 
@@ -39,6 +43,7 @@ from tf2.config import validation
 from tf2.data import pipeline as data_lib
 from tf2.evaluation import linear_head as evaluation
 from tf2.runtime import fileio
+from tf2.runtime import preemption
 from tf2.runtime import run_lock
 from tf2.runtime import strategy as strategy_lib
 from tf2.training import checkpoint_state
@@ -118,6 +123,11 @@ def main(argv):
     _exit_with(e, 2)
   except _RUN_ERRORS as e:
     _exit_with(e, 1)
+  except preemption.Preempted as e:
+    # Saved and stopped on SIGTERM: exit code 75, one line saying where the
+    # same command resumes.
+    print(f'run.py: {e}', file=sys.stderr)
+    sys.exit(preemption.EXIT_CODE)
   except (OSError, tf.errors.OpError) as e:
     problem = fileio.storage_problem(e)
     if problem is None:

@@ -116,6 +116,7 @@ _BAD_VALUES = [
     ('linear_probe_held_out', 1.0, 'e.g. 0.2'),
     ('eval_timeout', -5.0, 'unset'),
     ('progress_interval_secs', 0.0, '=60'),
+    ('preemption_grace_secs', 0.0, '=30'),
     ('teacher_ft_proj_selector', -2, "teacher's own record"),
     ('seed', -1, '--seed=0'),
 ]

@@ -184,13 +184,13 @@ def test_skip_step_policy_skips_a_step_that_is_not_finite_on_one_replica(
           lambda x, y: (x, {'labels': y}))
   batches = iter(two_cpu_strategy.experimental_distribute_dataset(dataset))
   before = [v.numpy().copy() for v in model.trainable_variables]
-  nonfinite, stopped = loop(batches, tf.constant(1))
+  nonfinite, stopped, _ = loop(batches, tf.constant(1))
   # Replica 1 saw the NaN; neither replica updated.
   assert int(nonfinite) == 1 and not bool(stopped)
   assert optimizer.iterations.numpy() == 0
   for b, v in zip(before, model.trainable_variables):
     assert (b == v.numpy()).all()
-  nonfinite, _ = loop(batches, tf.constant(1))
+  nonfinite, _, _ = loop(batches, tf.constant(1))
   assert int(nonfinite) == 0 and optimizer.iterations.numpy() == 1
 
 

@@ -2,7 +2,8 @@
 
 The killed runs are this module run as a script (see the end): run.py that
 sends itself SIGKILL at a chosen point, which is a `kill -9` at exactly that
-point rather than wherever a polling test happens to catch it.
+point rather than wherever a polling test happens to catch it; or SIGTERM
+(a preemption), after which it saves and exits with code 75.
 """
 
 import os
@@ -32,6 +33,7 @@ TINY = dict(dataset='digits', use_tpu=False, resnet_depth=18, image_size=20,
 # (the optimizer's slots are saved under `model/`).
 PUBLISHED_OBJECTS = ('model', 'optimizer', 'global_step', 'save_counter')
 KILL_AT = 'SIMCLR_TEST_KILL_AT'
+PREEMPTED = 75  # runtime/preemption.py's EXIT_CODE, as documented.
 
 
 @pytest.fixture(scope='module')
@@ -47,8 +49,10 @@ def weights(checkpoint):
           if key != '_CHECKPOINTABLE_OBJECT_GRAPH'}
 
 
-def assert_identical(checkpoint, expected):
-  actual, wanted = weights(checkpoint), weights(expected)
+def assert_identical(checkpoint, expected, ignore=()):
+  actual, wanted = [{k: v for k, v in weights(c).items()
+                     if k.split('/')[0] not in ignore}
+                    for c in (checkpoint, expected)]
   assert sorted(actual) == sorted(wanted)
   different = [k for k in wanted if not np.array_equal(actual[k], wanted[k])]
   assert not different, f'{len(different)} tensors differ: {different[:3]}'
@@ -77,14 +81,16 @@ def test_a_pipeline_restarted_at_a_step_reads_the_same_batches(data_dir):
   builder = data_lib.get_builder('digits', str(data_dir))
   context = tf.distribute.InputContext(1, 0, 1)
 
-  def batches(start_step):
+  def batches(start_step, skip_steps=0):
     input_fn = data_lib.build_input_fn(
         builder, 16, True, split='train', image_size=8, train_mode='pretrain',
-        seed=7, start_step=start_step)
+        seed=7, start_step=start_step, skip_steps=skip_steps)
     return np.stack([images for images, _ in input_fn(context).take(3)])
 
   np.testing.assert_array_equal(batches(4), batches(4))
   assert np.abs(batches(4) - batches(6)).max() > 0.1
+  # Where a preemption's checkpoint at step 5 leaves the pipeline of step 4.
+  np.testing.assert_array_equal(batches(4, skip_steps=1)[:2], batches(4)[1:])
 
 
 def test_two_runs_with_one_seed_end_with_identical_weights(data_dir,
@@ -102,7 +108,11 @@ def test_two_runs_with_one_seed_end_with_identical_weights(data_dir,
 
 
 def run_py(model_dir, data_dir, kill_at=None):
-  """`run.py` (seeded, op determinism) to the end, or killed at `kill_at`."""
+  """`run.py` (seeded, op determinism) to the end, or killed at `kill_at`.
+
+  Returns:
+    Its stderr.
+  """
   flags = [f'--{k}={v}' for k, v in TINY.items()] + [
       '--deterministic', '--train_steps=6', '--checkpoint_steps=2',
       # One step per progress report, so a kill after step 3 is possible.
@@ -114,42 +124,52 @@ def run_py(model_dir, data_dir, kill_at=None):
     env[KILL_AT] = kill_at
   done = subprocess.run([sys.executable, __file__, *flags], env=env, cwd=ROOT,
                         stderr=subprocess.PIPE, text=True, timeout=600)
-  if kill_at:
+  if kill_at and kill_at.startswith('term'):
+    assert done.returncode == PREEMPTED, done.stderr[-3000:]
+  elif kill_at:
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
   else:
     assert done.returncode == 0, done.stderr[-3000:]
+  return done.stderr
 
 
 def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_weights(
     data_dir, tmp_path):
   run_py(tmp_path / 'whole', data_dir)
   killed = tmp_path / 'killed'
-  # Between checkpoints: after step 3, ckpt-2 saved.
-  run_py(killed, data_dir, kill_at='step@3')
-  assert tf.train.latest_checkpoint(str(killed)).endswith('ckpt-2')
-  # In the middle of a save: ckpt-4's data written to ckpt-4_temp/, not
-  # yet merged into ckpt-4.index.
+  # Preempted (SIGTERM) after step 3: ckpt-3 saved, between the periodic
+  # ckpt-2 and ckpt-4; the lock released; one line says where it resumes.
+  stderr = run_py(killed, data_dir, kill_at='term@3')
+  assert tf.train.latest_checkpoint(str(killed)).endswith('ckpt-3')
+  assert not (killed / 'run.lock').exists()
+  said = [line for line in stderr.splitlines() if line.startswith('run.py:')]
+  assert len(said) == 1 and 'resume from step 3' in said[0], said
+  assert 'Traceback' not in stderr
+  # Resumed from ckpt-3, killed (SIGKILL) in the middle of a save: ckpt-4's
+  # data written to ckpt-4_temp/, not yet merged into ckpt-4.index.
   run_py(killed, data_dir, kill_at='save@4')
   assert (killed / 'ckpt-4_temp').is_dir()
-  assert tf.train.latest_checkpoint(str(killed)).endswith('ckpt-2')
+  assert tf.train.latest_checkpoint(str(killed)).endswith('ckpt-3')
   run_py(killed, data_dir)
   assert not (killed / 'ckpt-4_temp').exists()
+  # The checkpoints stay on the grid; save_counter (how many saves) counts
+  # the preemption's extra one.
   for step in (4, 6):
     assert_identical(killed / f'ckpt-{step}', tmp_path / 'whole' /
-                     f'ckpt-{step}')
+                     f'ckpt-{step}', ignore=('save_counter',))
 
 
-def _kill_self():
-  os.kill(os.getpid(), signal.SIGKILL)
+def _kill_self(signum=signal.SIGKILL):
+  os.kill(os.getpid(), signum)
 
 
-def _kill_after_step(step):
+def _kill_after_step(step, signum=signal.SIGKILL):
   report = progress_lib.Progress.report
 
   def report_then_kill(self, current):
     line = report(self, current)
-    if current >= step:
-      _kill_self()
+    if current == step:
+      _kill_self(signum)
     return line
 
   progress_lib.Progress.report = report_then_kill
@@ -170,12 +190,14 @@ def _kill_while_saving(step):
 
 if __name__ == '__main__':
   # run.py, killed by SIGKILL at $SIMCLR_TEST_KILL_AT: 'step@N' after step
-  # N, 'save@N' while saving ckpt-N (its shards written, not merged).
+  # N, 'save@N' while saving ckpt-N (its shards written, not merged); or
+  # sent SIGTERM after step N by 'term@N'.
   from absl import app  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, str(ROOT))
   import run  # pylint: disable=g-import-not-at-top
   point = os.environ.get(KILL_AT)
   if point:
     where, at = point.split('@')
-    {'step': _kill_after_step, 'save': _kill_while_saving}[where](int(at))
+    {'step': _kill_after_step, 'save': _kill_while_saving,
+     'term': lambda n: _kill_after_step(n, signal.SIGTERM)}[where](int(at))
   app.run(run.main)

@@ -19,8 +19,10 @@ from tf2.evaluation import linear_head
 from tf2.runtime import fileio
 from tf2.runtime import model_dir as model_dir_lib
 from tf2.runtime import precision
+from tf2.runtime import preemption
 from tf2.runtime import reproducibility
 from tf2.runtime import run_lock
+from tf2.runtime import strategy as strategy_lib
 from tf2.training import loop
 
 
@@ -71,28 +73,30 @@ def train(context):
 
   The chief holds model_dir's run lock throughout (`run_lock`): a second
   training run into the same model_dir stops at once. Temporaries that
-  interrupted saves left behind are removed first.
+  interrupted saves left behind are removed first. Until training ends,
+  SIGTERM saves and stops (`preemption.Preempted`, the lock released).
 
   Returns:
     The eval results with --mode=train_then_eval, else the last train
     metrics.
   """
   model_dir = context.experiment.run.model_dir
-  if not context.chief:
-    # The chief holds the lock and records the run; a worker only trains.
-    return _train_locked(context)
-  with run_lock.RunLock(model_dir, log=logging.warning):
-    removed = [path for folder in ('', model_dir_lib.SAVED_MODEL,
-                                   model_dir_lib.SAVED_MODEL_EMA)
-               for path in fileio.remove_temporaries(
-                   model_dir_lib.path(model_dir, folder))]
-    if removed:
-      logging.warning('Removed what interrupted saves left: %s', removed)
-    experiment_lib.record(context.experiment, context.subset)
-    return _train_locked(context)
+  with preemption.Watcher() as watcher:
+    if not context.chief:
+      # The chief holds the lock and records the run; a worker only trains.
+      return _train_locked(context, watcher)
+    with run_lock.RunLock(model_dir, log=logging.warning):
+      removed = [path for folder in ('', model_dir_lib.SAVED_MODEL,
+                                     model_dir_lib.SAVED_MODEL_EMA)
+                 for path in fileio.remove_temporaries(
+                     model_dir_lib.path(model_dir, folder))]
+      if removed:
+        logging.warning('Removed what interrupted saves left: %s', removed)
+      experiment_lib.record(context.experiment, context.subset)
+      return _train_locked(context, watcher)
 
 
-def _train_locked(context):
+def _train_locked(context, watcher):
   """Builds the pieces (Task), runs the loop, exports, evaluates."""
   experiment, run = context.experiment, context.experiment.run
   reproducibility.seed_run(run.seed, run.deterministic)
@@ -105,7 +109,10 @@ def _train_locked(context):
       experiment.resolved.steps_per_loop, training.learning_rate,
       task.summary_writer(), nan_policy=run.nan_policy,
       views_per_step=task.views_per_step(),
-      progress_interval_s=run.progress_interval_secs)
+      progress_interval_s=run.progress_interval_secs, preemption=watcher,
+      agree_across_workers=strategy_lib.is_multi_worker(context.strategy),
+      preemption_grace_s=run.preemption_grace_secs)
+  watcher.uninstall()  # Training is saved: SIGTERM ends export and eval.
   logging.info('Training complete.')
   step = int(training.state.global_step.numpy())
   if training.memory is not None:

@@ -120,18 +120,19 @@ class Task:
                **overrides))
 
   def build_train_dataset(self):
-    """The distributed train dataset; with --seed, `dataset(start_step)`.
+    """The distributed train dataset; with --seed, `dataset(start_step,
+    skip_steps)`.
 
     A seeded run's data order is a function of the step: the loop rebuilds
     its pipeline from every checkpoint's step (reproducibility.py).
     """
     data, seed = self.experiment.data, self.experiment.run.seed
 
-    def from_step(start_step=0):
+    def from_step(start_step=0, skip_steps=0):
       return self.build_dataset(
           data.train_batch_size, True, data.train_split,
           per_replica_pipelines=self.context.per_replica_pipelines,
-          seed=seed, start_step=start_step)
+          seed=seed, start_step=start_step, skip_steps=skip_steps)
 
     return from_step() if seed is None else from_step
 

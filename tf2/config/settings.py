@@ -19,6 +19,7 @@ from typing import Optional
 from tf2.models import config as model_config_lib
 from tf2.models import model as model_lib
 from tf2.runtime import precision
+from tf2.runtime import preemption
 from tf2.runtime import strategy
 from tf2.training import optimization
 from tf2.training import schedule
@@ -180,6 +181,12 @@ class RunSection:
   progress_interval_secs: float = _field(
       60.0, 'Seconds between progress lines (step, steps/s, views/s, ETA) '
       'between checkpoints.')
+  preemption_grace_secs: float = _field(
+      preemption.DEFAULT_GRACE_S, 'Seconds between SIGTERM and the kill on '
+      'your machines (30 on GCE spot VMs and by default on Kubernetes). On '
+      'SIGTERM training saves after the running step and exits with code '
+      f'{preemption.EXIT_CODE}; a warning says when a step and a save take '
+      'longer than this.')
   seed: Optional[int] = _field(
       None, 'Seed of model initialisation, input pipeline and augmentations '
       '(host and accelerator, the batch blur): two runs with one seed, and '

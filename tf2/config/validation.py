@@ -104,6 +104,8 @@ _RANGES = (
     ('progress_interval_secs', lambda v: v > 0,
      'the progress interval must be positive',
      'e.g. --progress_interval_secs=60'),
+    ('preemption_grace_secs', lambda v: v > 0,
+     'the grace period must be positive', 'e.g. --preemption_grace_secs=30'),
     ('eval_timeout', lambda v: v is None or v > 0,
      'the timeout must be positive', 'e.g. --eval_timeout=3600, or leave it '
      'unset to wait until the last step of training'),

@@ -182,7 +182,7 @@ def _read_split(builder, split, is_training, input_context, seed,
 def build_input_fn(builder, global_batch_size, is_training, *, split,
                    image_size, train_mode, cache_dataset=False,
                    color_jitter_strength=1.0, seed=None, start_step=0,
-                   labeled_ids=None, labeled_only=False,
+                   skip_steps=0, labeled_ids=None, labeled_only=False,
                    augment_on_device=False, decode_crops=True):
   """`input_fn(input_context)` for strategy.distribute_datasets_from_function.
 
@@ -204,6 +204,11 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
       its draws are seeded by (seed, start_step, input pipeline), so that a
       run resumed at that step reads what the uninterrupted run read from
       it (reproducibility.py).
+    skip_steps: with a seed, leave out the batches of this many steps
+      before the first one read (before their images are decoded and
+      augmented): the pipeline of `start_step` read on from `start_step +
+      skip_steps`, where a preemption's checkpoint between two periodic
+      ones left it.
     labeled_ids: TFDS ids (`tfds_id`) of the labeled subset; the other
       examples of the split are marked unlabeled. None: all are labeled
       (except those of an image folder's `unlabeled` split).
@@ -280,7 +285,13 @@ def build_input_fn(builder, global_batch_size, is_training, *, split,
       # One stateless seed (2 int64) per element: the augmentations then
       # depend on the seed, not on which map thread runs first.
       element_seeds = tf.data.Dataset.random(seed=pipeline_seed).batch(2)
-      dataset = tf.data.Dataset.zip(dataset, element_seeds).map(
+      dataset = tf.data.Dataset.zip(dataset, element_seeds)
+      if skip_steps:
+        # A step takes one batch from each replica this pipeline feeds.
+        dataset = dataset.skip(skip_steps * batch_size * (
+            input_context.num_replicas_in_sync //
+            input_context.num_input_pipelines))
+      dataset = dataset.map(
           lambda example, s: train_map(*example, s),
           num_parallel_calls=tf.data.AUTOTUNE)
     else:
