@@ -17,6 +17,7 @@ from tf2 import runner
 from tf2.config import experiment as experiment_lib
 from tf2.runtime import fileio
 from tf2.runtime import run_lock
+from tf2.runtime import tf_config
 from tf2.training import checkpoint_state
 from tf2.training import loop as train_loop
 from tf2.training import step as training
@@ -281,3 +282,52 @@ def test_a_failed_save_removes_its_partial_files_and_keeps_the_rest(
     state.save()
   assert snapshot(tmp_path) == good
   assert fileio.exists(str(tmp_path / 'ckpt-2.index'))
+
+
+_BAD_TF_CONFIGS = [
+    ('{"cluster": ', 'not valid JSON'),
+    ('[1, 2]', 'must be a JSON object'),
+    ('{"cluster": {"worker": "localhost:2222"}, "task": {"type": "worker"}}',
+     'must be a list'),
+    ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker"}}',
+     "'localhost' is not \"host:port\""),
+    ('{"cluster": {"worker": ["localhost:port"]}, "task": {"type": "worker"}}',
+     'no port number'),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}}', 'no "task"'),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "chief"}}',
+     "task type 'chief' is not in its cluster"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, '
+     '"task": {"type": "worker", "index": 2}}', 'index 2 is out of range'),
+    ('{"cluster": {"worker": ["a:1"]}, '
+     '"task": {"type": "worker", "index": "0"}}', 'must be an integer'),
+]
+
+
+@pytest.mark.parametrize('text,message', _BAD_TF_CONFIGS)
+def test_a_tf_config_that_cannot_form_a_cluster_is_named(text, message):
+  wrong = tf_config.problem(text)
+  assert wrong is not None and message in wrong, wrong
+
+
+@pytest.mark.parametrize('text', [
+    None, '', '{}',
+    '{"cluster": {"chief": ["h0:2222"], "worker": ["h1:2222", "[::1]:2223"]},'
+    ' "task": {"type": "worker", "index": 1}}',
+    '{"cluster": {"worker": {"1": "h1:2222"}}, '
+    '"task": {"type": "worker", "index": 1}}'])
+def test_a_usable_tf_config_passes(text):
+  assert tf_config.problem(text) is None
+
+
+def test_a_malformed_tf_config_stops_run_py_with_one_line(dirs, capsys,
+                                                         monkeypatch):
+  monkeypatch.setenv('TF_CONFIG', '{"cluster": {"worker": ["a:1", "b:2"]')
+  before = snapshot(dirs)
+  code, stderr = run_in_process(
+      [f'--model_dir={dirs / "new"}', f'--data_dir={dirs / "data"}',
+       *TINY_FLAGS], capsys)
+  assert code == 2, stderr
+  assert stderr.count('run.py: error:') == 1
+  assert 'TF_CONFIG is not valid JSON' in stderr
+  assert 'Traceback' not in stderr
+  assert snapshot(dirs) == before and not (dirs / 'new').exists()

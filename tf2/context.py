@@ -10,6 +10,7 @@ carries all of it to the Task and the runner.
 """
 
 import dataclasses
+import os
 from typing import Optional
 
 from absl import logging
@@ -70,6 +71,8 @@ def prepare(experiment, strategy=None, per_replica_pipelines=False):
     Context.
   """
   validation.validate(experiment)
+  if strategy is None:  # TensorFlow will read TF_CONFIG to build it.
+    validation.validate_cluster(os.environ.get('TF_CONFIG'))
   preflight.check_paths(experiment)
   run = experiment.run
   if strategy is None:

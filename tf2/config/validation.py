@@ -14,6 +14,7 @@ assume valid settings.
 import math
 
 from tf2.models import resnet
+from tf2.runtime import tf_config
 
 
 class ConfigError(ValueError):
@@ -207,6 +208,14 @@ def validate(experiment):
   _check_training_mode(experiment)
   _check_head(experiment)
   return experiment
+
+
+def validate_cluster(tf_config_text):
+  """Raises ConfigError unless TF_CONFIG (its text, or None) can form a cluster."""
+  wrong = tf_config.problem(tf_config_text)
+  if wrong:
+    raise ConfigError(f'{wrong}. Fix the TF_CONFIG environment variable, or '
+                      'unset it to train on this machine alone.')
 
 
 def validate_replicas(experiment, num_replicas, multi_worker=False,
