@@ -131,7 +131,10 @@ def main(argv):
   except (OSError, tf.errors.OpError) as e:
     problem = fileio.storage_problem(e)
     if problem is None:
-      raise
+      remote = fileio.remote_failure(e)
+      if remote is None:
+        raise
+      _exit_with(f'remote storage failed: {remote}.', 1)
     _exit_with(f'writing failed: {problem}. Free some space (or fix the '
                'permissions) and run the same command again: the run resumes '
                'from its last complete checkpoint.', 1)

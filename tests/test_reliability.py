@@ -331,3 +331,58 @@ def test_a_malformed_tf_config_stops_run_py_with_one_line(dirs, capsys,
   assert 'TF_CONFIG is not valid JSON' in stderr
   assert 'Traceback' not in stderr
   assert snapshot(dirs) == before and not (dirs / 'new').exists()
+
+
+def _no_network():
+  try:
+    socket.getaddrinfo('www.googleapis.com', 443)
+  except OSError:
+    return True
+  return False
+
+
+@pytest.mark.skipif(not _no_network(), reason='this machine reaches GCS')
+def test_an_unreachable_gs_model_dir_is_one_line_within_seconds(dirs, capsys):
+  start = time.monotonic()
+  code, stderr = run_in_process(
+      ['--model_dir=gs://no-such-bucket-of-simclr-tests/m',
+       f'--data_dir={dirs / "data"}', *TINY_FLAGS], capsys)
+  assert code == 2, stderr
+  said = [line for line in stderr.splitlines() if 'run.py: error:' in line]
+  assert len(said) == 1, stderr
+  assert 'gs://no-such-bucket-of-simclr-tests/m cannot be reached' in said[0]
+  assert 'check the network' in said[0]
+  assert 'Traceback' not in stderr
+  assert time.monotonic() - start < 60
+
+
+@pytest.mark.parametrize('error,check', [
+    (tf.errors.PermissionDeniedError(None, None, 'Error executing an HTTP '
+                                     'request: HTTP response code 403'),
+     'may read and write there'),
+    (tf.errors.UnauthenticatedError(None, None, 'HTTP response code 401'),
+     'check the credentials'),
+    (tf.errors.NotFoundError(None, None, 'HTTP response code 404'),
+     'that the bucket exists'),
+    (tf.errors.ResourceExhaustedError(None, None, 'HTTP response code 429'),
+     'the quota'),
+])
+def test_a_refusing_storage_is_named_before_anything_is_written(
+    error, check, dirs, capsys, monkeypatch):
+  real_exists = fileio.exists
+
+  def exists(path):
+    if str(path).startswith('gs://'):
+      raise error
+    return real_exists(path)
+
+  monkeypatch.setattr(fileio, 'exists', exists)
+  before = snapshot(dirs)
+  code, stderr = run_in_process(
+      ['--model_dir=gs://bucket/run', f'--data_dir={dirs / "data"}',
+       *TINY_FLAGS], capsys)
+  assert code == 2, stderr
+  assert stderr.count('run.py: error:') == 1
+  assert '--model_dir=gs://bucket/run cannot be reached' in stderr
+  assert check in stderr and 'Traceback' not in stderr
+  assert snapshot(dirs) == before

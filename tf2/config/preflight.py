@@ -8,6 +8,7 @@ of a traceback from deep inside TensorFlow after files were written.
 
 import os
 
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf2.checkpoints import files as checkpoint_files
@@ -57,9 +58,34 @@ def _looks_like_path(dataset):
   return dataset.startswith(('/', '.', '~')) or '://' in dataset
 
 
+def check_reachable(name, path):
+  """Raises PathError naming `path` unless its storage answers.
+
+  A remote path (gs://, s3://, ...) is asked whether it exists: without
+  network or credentials, or for a bucket that is missing or forbidden, the
+  storage's error becomes one line with what it said and what to check.
+  Local paths are not asked (their problems are named by the other checks).
+  """
+  if not path or fileio.is_local(path):
+    return
+  try:
+    fileio.exists(path)
+  except tf.errors.OpError as e:
+    said = (fileio.remote_failure(e, remote_path=True) or
+            f'the storage said "{" ".join(str(e).split())[:240]}"')
+    raise PathError(f'--{name}={path} cannot be reached: {said}.') from None
+
+
 def check_paths(experiment):
   """Raises PathError for paths the run cannot use; writes nothing."""
   run, data = experiment.run, experiment.data
+  for name, path in (('model_dir', run.model_dir),
+                     ('checkpoint', run.checkpoint),
+                     ('teacher_checkpoint', run.teacher_checkpoint),
+                     ('data_dir', data.data_dir),
+                     ('dataset', data.dataset if '://' in data.dataset
+                      else None)):
+    check_reachable(name, path)
   if run.mode == 'eval':
     _check_eval_model_dir(run.model_dir)
   else:

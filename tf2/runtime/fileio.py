@@ -185,6 +185,53 @@ def storage_problem(error):
   return None
 
 
+# What remote storage (gs://, and s3:// or hdfs:// through their plugins)
+# says when it cannot be used, and what to check: by the error's class,
+# then by the words of TensorFlow's filesystems (a network failure comes as
+# FailedPrecondition "Could not resolve host", "Couldn't connect", ...).
+_REMOTE_CHECKS = (
+    # First: a network failure's message also names the path (which may
+    # hold any of the words below).
+    ((), ('resolve host', 'resolve hostname', "Couldn't connect",
+          'Failed to connect', 'Timeout was reached', 'Connection refused',
+          'Network is unreachable', 'libcurl'),
+     'the network of this machine: can it reach the storage service (e.g. '
+     'storage.googleapis.com)? Behind a proxy, set HTTPS_PROXY'),
+    (tf.errors.UnauthenticatedError, ('Unauthenticated', 'Anonymous caller',
+                                      'credentials'),
+     'the credentials: run `gcloud auth application-default login`, or set '
+     'GOOGLE_APPLICATION_CREDENTIALS to a service account key file'),
+    (tf.errors.PermissionDeniedError, ('Permission denied',
+                                       'does not have storage.'),
+     'that your account may read and write there (e.g. the Storage Object '
+     'Admin role on the bucket)'),
+    (tf.errors.ResourceExhaustedError, ('quota', 'Quota',
+                                        'rateLimitExceeded'),
+     'the quota of the project or bucket (or wait and try again)'),
+    (tf.errors.NotFoundError, ('bucket does not exist', 'NoSuchBucket'),
+     'that the bucket exists and the path is spelled right (`gsutil ls '
+     'gs://<bucket>`)'),
+)
+
+
+def remote_failure(error, remote_path=False):
+  """'what storage said; check what' for a remote storage error, else None.
+
+  Args:
+    error: the exception.
+    remote_path: the error came from an operation on a remote path, so its
+      class alone (permission denied, not found, ...) tells what to check;
+      otherwise only the words of a remote filesystem's message do.
+  """
+  message = str(error)
+  for kind, words, check in _REMOTE_CHECKS:
+    if (remote_path and kind and isinstance(error, kind)) or any(
+        w in message for w in words):
+      said = ' '.join(message.split())[:240] or type(error).__name__
+      return f'the storage said "{said}"; check {check}'
+  return None
+
+
 def remove_temporaries(directory, patterns=(TMP_PREFIX + '*', '*_temp')):
   """Removes what interrupted writes left in `directory`.
 
