@@ -15,6 +15,8 @@ import tensorflow as tf
 from tests.test_runner import TINY
 from tf2 import runner
 from tf2.config import experiment as experiment_lib
+from tf2.config import preflight
+from tf2.data import pipeline as data_lib
 from tf2.runtime import fileio
 from tf2.runtime import run_lock
 from tf2.runtime import tf_config
@@ -386,3 +388,26 @@ def test_a_refusing_storage_is_named_before_anything_is_written(
   assert '--model_dir=gs://bucket/run cannot be reached' in stderr
   assert check in stderr and 'Traceback' not in stderr
   assert snapshot(dirs) == before
+
+
+def test_a_prepared_data_dir_is_only_read(tmp_path, monkeypatch):
+  # Root ignores permission bits, so the folders are made read-only for
+  # preflight by os.access; the snapshot checks that nothing is written.
+  shared, empty = tmp_path / 'shared', tmp_path / 'empty'
+  empty.mkdir()
+  data_lib.get_builder('digits', str(shared))
+  read_only = (str(shared), str(empty))
+  real_access = os.access
+  monkeypatch.setattr(preflight.os, 'access', lambda path, mode: (
+      not str(path).startswith(read_only) and real_access(path, mode)))
+  before = snapshot(shared)
+  experiment = tiny(tmp_path / 'm', shared)
+  preflight.check_paths(experiment)
+  builder = data_lib.get_builder('digits', str(shared))
+  next(iter(data_lib.build_input_fn(
+      builder, 8, True, split='train', image_size=8,
+      train_mode='pretrain')(tf.distribute.InputContext())))
+  assert snapshot(shared) == before
+  with pytest.raises(preflight.PathError,
+                     match='no permission.*prepared there on first use'):
+    preflight.check_paths(tiny(tmp_path / 'm', empty))

@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 
 from tf2.checkpoints import files as checkpoint_files
 from tf2.config import experiment as experiment_lib
+from tf2.data import pipeline as data_lib
 from tf2.runtime import fileio
 
 
@@ -34,7 +35,7 @@ def _nearest_existing(path):
   return path
 
 
-def check_writable_dir(name, path):
+def check_writable_dir(name, path, why=''):
   """Raises PathError unless `path` is, or can become, a writable folder.
 
   Permissions are only knowable locally; on other filesystems the first
@@ -50,8 +51,8 @@ def check_writable_dir(name, path):
     raise PathError(f'--{name}={path}: {existing} is a file, so the folder '
                     'cannot be created there; pass another path.')
   if not os.access(existing, os.W_OK | os.X_OK):
-    raise PathError(f'--{name}={path}: no permission to write in {existing}; '
-                    'pass a folder you can write to.')
+    raise PathError(f'--{name}={path}: no permission to write in '
+                    f'{existing}{why}; pass a folder you can write to.')
 
 
 def _looks_like_path(dataset):
@@ -106,9 +107,13 @@ def check_paths(experiment):
     raise PathError(f'--dataset={data.dataset}: no such folder. Pass the '
                     'path of a folder of images (see the README for the '
                     'layout) or a TFDS dataset name such as cifar10.')
-  if data.dataset == 'digits' or _looks_like_path(data.dataset):
-    # Prepared into data_dir on first use, so it must be writable.
-    check_writable_dir('data_dir', data.data_dir or tfds_default_dir())
+  if data_lib.needs_preparing(data.dataset, data.data_dir or None):
+    # Prepared into data_dir on first use, so it must be writable then; a
+    # data_dir that already holds it is only read.
+    check_writable_dir('data_dir', data.data_dir or tfds_default_dir(),
+                       why=f' (--dataset={data.dataset} is prepared there '
+                       'on first use; pass a writable --data_dir once, or '
+                       'prepare it where it is shared)')
 
 
 def tfds_default_dir():

@@ -101,11 +101,26 @@ def get_builder(dataset, data_dir=None):
         f'TFDS cannot build dataset {dataset!r} (data_dir={where}): '
         f'{reason}') from None
   if _base_name(dataset) in EMBEDDED_DATASETS:
-    builder.download_and_prepare()  # Reads scikit-learn's files only.
+    if not builder.is_prepared():  # A prepared one is only read.
+      builder.download_and_prepare()  # Reads scikit-learn's files only.
   elif not builder.is_prepared():
     raise DatasetNotPreparedError(
         _not_prepared_message(dataset, where, builder))
   return builder
+
+
+def needs_preparing(dataset, data_dir=None):
+  """Whether `get_builder` will write the dataset into data_dir.
+
+  Only the embedded datasets and image folders are prepared here, and only
+  once: a data_dir that already holds them is only read (it may be
+  read-only, e.g. shared between users).
+  """
+  if image_folder.is_image_folder(dataset):
+    return not image_folder.is_prepared(dataset, data_dir)
+  if _base_name(dataset) in EMBEDDED_DATASETS:
+    return not tfds.builder(dataset, data_dir=data_dir).is_prepared()
+  return False
 
 
 def num_examples(builder, split):

@@ -171,8 +171,22 @@ def image_folder_builder(root, data_dir=None):
       or a split has no decodable image.
   """
   builder = ImageFolderBuilder(layout=folder_layout.read_layout(root), data_dir=data_dir)
-  builder.download_and_prepare()  # A no-op when already prepared.
+  if not builder.is_prepared():  # A prepared one is only read.
+    builder.download_and_prepare()
   return builder
+
+
+def is_prepared(root, data_dir=None):
+  """Whether the folder's images are already prepared in data_dir.
+
+  False also for a folder that cannot be read as images (its error is
+  raised where the builder is made).
+  """
+  try:
+    layout = folder_layout.read_layout(root)
+  except folder_layout.ImageFolderError:
+    return False
+  return ImageFolderBuilder(layout=layout, data_dir=data_dir).is_prepared()
 
 
 def preparation_counts(builder):
