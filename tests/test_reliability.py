@@ -411,3 +411,16 @@ def test_a_prepared_data_dir_is_only_read(tmp_path, monkeypatch):
   with pytest.raises(preflight.PathError,
                      match='no permission.*prepared there on first use'):
     preflight.check_paths(tiny(tmp_path / 'm', empty))
+
+
+def test_an_empty_train_split_is_one_line_and_writes_nothing(dirs, capsys):
+  data_lib.get_builder('digits', str(dirs / 'data'))  # Prepared once.
+  before = snapshot(dirs)
+  code, stderr = run_in_process(
+      [f'--model_dir={dirs / "new"}', f'--data_dir={dirs / "data"}',
+       *TINY_FLAGS, '--train_split=train[:0]'], capsys)
+  assert code == 2, stderr
+  assert stderr.count('run.py: error:') == 1
+  assert '--train_split=train[:0] holds no example' in stderr
+  assert 'Traceback' not in stderr
+  assert snapshot(dirs) == before

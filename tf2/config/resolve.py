@@ -114,6 +114,11 @@ def resolve(experiment, builder, num_replicas, subset=None, arch=None,
   validation.validate(experiment)
   data, run = experiment.data, experiment.run
   split_examples = data_lib.num_examples(builder, data.train_split)
+  if run.mode != 'eval' and not split_examples:
+    raise validation.ConfigError(
+        f'--train_split={data.train_split} holds no example of '
+        f'{data.dataset}: pass a split with examples, e.g. train or '
+        'train[:10%].')
   labeled, unlabeled = split_examples, 0
   if subset is not None:
     labeled, unlabeled = subset.num_labeled, subset.num_unlabeled
