@@ -25,6 +25,7 @@ Quickstart on the embedded digits dataset (no network needed):
 """
 
 import dataclasses
+import os
 import sys
 
 from absl import app
@@ -42,6 +43,7 @@ from tf2.config import settings
 from tf2.config import validation
 from tf2.data import pipeline as data_lib
 from tf2.evaluation import linear_head as evaluation
+from tf2.runtime import cluster
 from tf2.runtime import fileio
 from tf2.runtime import preemption
 from tf2.runtime import run_lock
@@ -80,7 +82,7 @@ _USER_ERRORS = (validation.ConfigError, preflight.PathError,
                 data_lib.ImageFolderError, checkpoint_files.CheckpointError,
                 evaluation.EmptyEvalError)
 _RUN_ERRORS = (run_lock.LockedError, train_loop.NonFiniteLossError,
-               checkpoint_state.SaveError)
+               checkpoint_state.SaveError, cluster.ClusterError)
 
 
 def _exit_with(error, code):
@@ -129,6 +131,9 @@ def main(argv):
     print(f'run.py: {e}', file=sys.stderr)
     sys.exit(preemption.EXIT_CODE)
   except (OSError, tf.errors.OpError) as e:
+    lost = cluster.peer_failure(e, os.environ.get('TF_CONFIG'))
+    if lost:
+      _exit_with(lost + '.', 1)
     problem = fileio.storage_problem(e)
     if problem is None:
       remote = fileio.remote_failure(e)
