@@ -117,6 +117,7 @@ _BAD_VALUES = [
     ('eval_timeout', -5.0, 'unset'),
     ('progress_interval_secs', 0.0, '=60'),
     ('preemption_grace_secs', 0.0, '=30'),
+    ('cluster_wait_secs', 0.0, '=1800'),
     ('teacher_ft_proj_selector', -2, "teacher's own record"),
     ('seed', -1, '--seed=0'),
 ]

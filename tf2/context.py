@@ -78,7 +78,8 @@ def prepare(experiment, strategy=None, per_replica_pipelines=False):
   if strategy is None:
     strategy = strategy_lib.build_strategy(
         run.use_tpu, run.tpu_name, run.tpu_zone, run.gcp_project, run.master,
-        run.distribution_strategy or '', run.all_reduce_alg or '')
+        run.distribution_strategy or '', run.all_reduce_alg or '',
+        run.cluster_wait_secs)
   validation.validate_replicas(
       experiment, strategy.num_replicas_in_sync,
       multi_worker=strategy_lib.is_multi_worker(strategy),

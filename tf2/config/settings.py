@@ -18,6 +18,7 @@ from typing import Optional
 
 from tf2.models import config as model_config_lib
 from tf2.models import model as model_lib
+from tf2.runtime import cluster
 from tf2.runtime import precision
 from tf2.runtime import preemption
 from tf2.runtime import strategy
@@ -233,6 +234,10 @@ class RunSection:
       None, 'Collective implementation: nccl or hierarchical_copy between '
       "the GPUs of a machine, ring or nccl between workers; default: "
       "TensorFlow's choice.", strategy.ALL_REDUCE_ALGS)
+  cluster_wait_secs: float = _field(
+      cluster.DEFAULT_WAIT_S, 'On a cluster (TF_CONFIG): how long every task '
+      'waits for the others to join before it gives up with a line naming '
+      'the missing ones; while it waits it says which do not answer yet.')
   jit_compile: bool = _field(
       False, 'Compile the train and eval steps with XLA (on GPUs with the '
       'cross-replica reductions inside).')

@@ -17,6 +17,8 @@ import os
 
 import tensorflow as tf
 
+from tf2.runtime import cluster
+
 # The --distribution_strategy and --all_reduce_alg choices (settings.py
 # offers these; '' means the default).
 STRATEGIES = ('mirrored', 'multi_worker_mirrored', 'tpu')
@@ -77,19 +79,29 @@ def _mirrored_strategy(all_reduce_alg):
       cross_device_ops=cross_device_ops() if cross_device_ops else None)
 
 
-def _multi_worker_strategy(all_reduce_alg):
+def _multi_worker_strategy(all_reduce_alg, cluster_wait_secs):
+  """Forms the cluster TF_CONFIG names, waiting at most cluster_wait_secs."""
+  tf_config = os.environ.get('TF_CONFIG')
+  cluster.configure(tf_config, cluster_wait_secs)
   implementation = {
       'ring': tf.distribute.experimental.CommunicationImplementation.RING,
       'nccl': tf.distribute.experimental.CommunicationImplementation.NCCL,
   }.get(all_reduce_alg,
         tf.distribute.experimental.CommunicationImplementation.AUTO)
-  return tf.distribute.MultiWorkerMirroredStrategy(
-      communication_options=tf.distribute.experimental.CommunicationOptions(
-          implementation=implementation))
+  options = tf.distribute.experimental.CommunicationOptions(
+      implementation=implementation)
+  try:
+    with cluster.FormationWatch(tf_config, cluster_wait_secs):
+      return tf.distribute.MultiWorkerMirroredStrategy(
+          communication_options=options)
+  except (tf.errors.OpError, RuntimeError) as e:
+    raise cluster.ClusterError(cluster.formation_failure(
+        e, tf_config, cluster_wait_secs)) from None
 
 
 def build_strategy(use_tpu, tpu_name=None, tpu_zone=None, gcp_project=None,
-                   master=None, distribution_strategy='', all_reduce_alg=''):
+                   master=None, distribution_strategy='', all_reduce_alg='',
+                   cluster_wait_secs=cluster.DEFAULT_WAIT_S):
   """The strategy of the run (see the module docstring).
 
   multi_worker_mirrored must be built before TensorFlow runs any operation
@@ -102,15 +114,18 @@ def build_strategy(use_tpu, tpu_name=None, tpu_zone=None, gcp_project=None,
     all_reduce_alg: the collective implementation: 'nccl' or
       'hierarchical_copy' for mirrored GPUs, 'ring' or 'nccl' across
       workers, '' for TensorFlow's choice.
+    cluster_wait_secs: how long the tasks of a cluster wait for each other
+      to join (see runtime/cluster.py).
 
   Raises:
     NoTPUError: a TPU was asked for and none answers.
+    cluster.ClusterError: the cluster did not form within cluster_wait_secs.
   """
   name = strategy_name(distribution_strategy, use_tpu)
   if name == 'tpu':
     return _tpu_strategy(tpu_name, tpu_zone, gcp_project, master)
   if name == 'multi_worker_mirrored':
-    return _multi_worker_strategy(all_reduce_alg)
+    return _multi_worker_strategy(all_reduce_alg, cluster_wait_secs)
   return _mirrored_strategy(all_reduce_alg)
 
 
