@@ -41,6 +41,18 @@ def distillation_loss(teacher_logits, student_logits, temperature=1.0):
       teacher_probs, student_logits / temperature)
 
 
+def weighted(distill_loss, label_loss, label_loss_weight):
+  """The distilling student's loss: (1 - w) * distillation + w * labels.
+
+  With w = 0 (the paper's choice: the teacher only) the labels' loss is left
+  out altogether, so that it adds nothing, not even a zero gradient path.
+  """
+  loss = (1.0 - label_loss_weight) * distill_loss
+  if label_loss_weight:
+    loss += label_loss_weight * label_loss
+  return loss
+
+
 def teacher_ft_proj_selector(path, explicit=None):
   """Which projection layer feeds the teacher's supervised head.
 

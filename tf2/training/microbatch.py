@@ -201,11 +201,10 @@ def make_loss_and_gradients(model, optimizer, loss_config, strategy,
           if dist_j is None:
             extra += sup_share
           else:
-            weight = loss_config.label_loss_weight
             dist_sum += dist_j
-            extra += (1.0 - weight) * dist_j / tf.cast(examples, loss_dtype)
-            if weight:
-              extra += weight * sup_share
+            extra += distillation.weighted(
+                dist_j / tf.cast(examples, loss_dtype), sup_share,
+                loss_config.label_loss_weight)
         if j == 0:
           decay = tf.cast(optimization.weight_decay_loss(
               model, loss_config.weight_decay, loss_config.optimizer),
@@ -234,10 +233,8 @@ def make_loss_and_gradients(model, optimizer, loss_config, strategy,
       if teacher is not None:
         soft = tf.concat(all_soft, 0)
         dist_loss = dist_sum / tf.cast(examples, dist_sum.dtype)
-        weight = loss_config.label_loss_weight
-        loss += (1.0 - weight) * dist_loss
-        if weight:
-          loss += weight * sup_loss
+        loss += distillation.weighted(dist_loss, sup_loss,
+                                      loss_config.label_loss_weight)
         if metrics is not None:
           metrics_lib.update_distillation(metrics, dist_loss, soft, logits)
       else:

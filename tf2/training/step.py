@@ -114,10 +114,8 @@ def compute_loss(model, images, labels, loss_config, strategy=None,
       soft = _full_precision(distillation.teacher_logits(teacher, images))
       distill_loss = tf.reduce_mean(distillation.distillation_loss(
           soft, logits, loss_config.distillation_temperature))
-      weight = loss_config.label_loss_weight
-      loss += (1.0 - weight) * distill_loss
-      if weight:
-        loss += weight * sup_loss
+      loss += distillation.weighted(distill_loss, sup_loss,
+                                    loss_config.label_loss_weight)
       if metrics is not None:
         metrics_lib.update_distillation(metrics, distill_loss, soft, logits)
     else:
