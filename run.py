@@ -108,9 +108,23 @@ def describe(experiment):
   return '\n'.join(lines)
 
 
+def parse_flags(argv):
+  """absl's parsing, with a flag it cannot parse as one line (exit code 2).
+
+  absl would print two lines and exit with 1; a value of the wrong type, an
+  unknown choice or an unknown flag is a usage error like the others.
+  """
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _exit_with(f'{e}. See python run.py --helpfull for every flag, its type '
+               'and its choices.', 2)
+
+
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    _exit_with(f'unexpected arguments {argv[1:]}: every setting is a flag '
+               '(--name=value, e.g. --model_dir=/tmp/simclr).', 2)
   try:
     experiment = experiment_from_flags()
     if FLAGS.helpconfig:
@@ -141,4 +155,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 
 from absl import flags
 import pytest
@@ -19,6 +20,7 @@ from tf2.config import preflight
 from tf2.data import pipeline as data_lib
 from tf2.runtime import fileio
 from tf2.runtime import run_lock
+from tf2.runtime import strategy as strategy_lib
 from tf2.runtime import tf_config
 from tf2.training import checkpoint_state
 from tf2.training import loop as train_loop
@@ -99,6 +101,21 @@ _BAD_INPUTS = [
     (['--mode=eval', '--model_dir={root}/data'], 'holds no checkpoint'),
     (['--mode=eval', '--model_dir={root}/mistyped'], 'does not exist'),
     (['--use_ema'], '--use_ema'),
+    # Found by sweeping every flag with odd values (issue 18): each was a
+    # traceback, a hang or files written in the working directory.
+    (['--label_fraction=0.1', '--label_seed=-1'], '--label_seed=-1'),
+    (['--width_multiplier=1000000000000'], 'must fit in 32 bits'),
+    (['--train_batch_size=1000000000000'], '--train_batch_size=1000000000000'),
+    (['--image_size=100000000000000000000'], 'must fit in 32 bits'),
+    (['--num_proj_layers=1000000'], 'needs 1 to 100 layers'),
+    (['--model_dir= '], '--model_dir= : the path is blank'),
+    (['--checkpoint= '], '--checkpoint= : the path is blank'),
+    (['--dataset='], '--dataset=: no dataset is named'),
+    (['--dataset=digits:9.9.9'], 'only: 1.0.0'),
+    (['--dataset=digits/nocfg'], 'BuilderConfig nocfg not found'),
+    (['--data_dir=ram://somewhere'], 'TFDS reads datasets only from local'),
+    (['--data_dir=/proc/simclr_data'], '--data_dir=/proc/simclr_data'),
+    (['--model_dir=/proc/simclr_model'], '--model_dir=/proc/simclr_model'),
 ]
 
 
@@ -287,6 +304,8 @@ def test_a_failed_save_removes_its_partial_files_and_keeps_the_rest(
 
 
 _BAD_TF_CONFIGS = [
+    ('', 'set but empty'),  # TensorFlow's json.loads('') would raise.
+    (' ', 'set but empty'),
     ('{"cluster": ', 'not valid JSON'),
     ('[1, 2]', 'must be a JSON object'),
     ('{"cluster": {"worker": "localhost:2222"}, "task": {"type": "worker"}}',
@@ -312,7 +331,7 @@ def test_a_tf_config_that_cannot_form_a_cluster_is_named(text, message):
 
 
 @pytest.mark.parametrize('text', [
-    None, '', '{}',
+    None, '{}',
     '{"cluster": {"chief": ["h0:2222"], "worker": ["h1:2222", "[::1]:2223"]},'
     ' "task": {"type": "worker", "index": 1}}',
     '{"cluster": {"worker": {"1": "h1:2222"}}, '
@@ -424,3 +443,59 @@ def test_an_empty_train_split_is_one_line_and_writes_nothing(dirs, capsys):
   assert '--train_split=train[:0] holds no example' in stderr
   assert 'Traceback' not in stderr
   assert snapshot(dirs) == before
+
+
+@pytest.mark.parametrize('arg,message', [
+    ('--resnet_depth=abc', "flag --resnet_depth=abc: invalid literal for int"),
+    ('--learning_rate=', 'flag --learning_rate=: could not convert'),
+    ('--use_blur=maybe', 'Non-boolean argument to boolean flag'),
+    ('--mode=nosuch', 'value should be one of <train|eval|train_then_eval>'),
+    ('--no_such_flag=1', "Unknown command line flag 'no_such_flag'"),
+])
+def test_a_flag_absl_cannot_parse_is_one_line_with_exit_code_2(arg, message,
+                                                               capsys):
+  try:
+    with pytest.raises(SystemExit) as stopped:
+      run_py.parse_flags(['run.py', arg])
+  finally:
+    flags.FLAGS.unparse_flags()
+  stderr = capsys.readouterr().err
+  assert stopped.value.code == 2
+  assert stderr.count('\n') == 1 and stderr.startswith('run.py: error: ')
+  assert message in stderr and '--helpfull' in stderr
+
+
+def test_a_positional_argument_is_one_line_with_exit_code_2(capsys):
+  with pytest.raises(SystemExit) as stopped:
+    run_py.main(['run.py', 'train'])
+  stderr = capsys.readouterr().err
+  assert stopped.value.code == 2 and stderr.count('\n') == 1
+  assert "unexpected arguments ['train']" in stderr
+
+
+def test_a_tpu_name_that_does_not_resolve_is_no_tpu_error(monkeypatch):
+  def unknown_host(**unused_kwargs):
+    raise urllib.error.URLError('[Errno -2] Name or service not known')
+
+  monkeypatch.setattr(tf.distribute.cluster_resolver, 'TPUClusterResolver',
+                      unknown_host)
+  with pytest.raises(strategy_lib.NoTPUError, match='URLError.*--tpu_name'):
+    strategy_lib.build_strategy(True, tpu_name='nosuch')
+
+
+def test_a_path_from_home_is_expanded(tmp_path, monkeypatch):
+  # The shell leaves '~' after '--model_dir=' as it is; TensorFlow and TFDS
+  # would create a folder named '~' in the working directory.
+  monkeypatch.setenv('HOME', str(tmp_path))
+  experiment = experiment_lib.compose(
+      {'data_dir': '~/data', 'checkpoint': '~/ckpt'}, model_dir='~/m')
+  assert experiment.data.data_dir == str(tmp_path / 'data')
+  assert experiment.run.checkpoint == str(tmp_path / 'ckpt')
+
+
+def test_an_empty_data_dir_is_the_tfds_default(tmp_path, monkeypatch):
+  # Not the working directory, where '' would put the dataset.
+  monkeypatch.chdir(tmp_path)
+  assert data_lib.needs_preparing('digits', '') == data_lib.needs_preparing(
+      'digits', None)
+  assert not list(tmp_path.iterdir())

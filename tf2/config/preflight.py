@@ -7,6 +7,7 @@ of a traceback from deep inside TensorFlow after files were written.
 """
 
 import os
+import tempfile
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -15,6 +16,10 @@ from tf2.checkpoints import files as checkpoint_files
 from tf2.config import experiment as experiment_lib
 from tf2.data import pipeline as data_lib
 from tf2.runtime import fileio
+
+
+# The storage TFDS (etils.epath) reads a data_dir from, besides local.
+_TFDS_SCHEMES = ('gs', 's3', 'az', 'hf')
 
 
 class PathError(ValueError):
@@ -53,6 +58,22 @@ def check_writable_dir(name, path, why=''):
   if not os.access(existing, os.W_OK | os.X_OK):
     raise PathError(f'--{name}={path}: no permission to write in '
                     f'{existing}{why}; pass a folder you can write to.')
+  if existing != fileio.abspath(path):
+    _check_can_create_in(name, path, existing)
+
+
+def _check_can_create_in(name, path, existing):
+  """Creates and removes an empty folder where `path` will be created.
+
+  os.access says yes to root everywhere, also where nothing can be created
+  (/proc, /sys, a read-only bind mount): only trying tells. Nothing is left.
+  """
+  try:
+    os.rmdir(tempfile.mkdtemp(prefix=fileio.TMP_PREFIX + 'preflight-',
+                              dir=existing))
+  except OSError as e:
+    raise PathError(f'--{name}={path}: a folder cannot be created in '
+                    f'{existing} ({e.strerror}); pass another path.') from None
 
 
 def _looks_like_path(dataset):
@@ -98,6 +119,12 @@ def check_paths(experiment):
           f'--{name}={path} does not exist: pass a checkpoint prefix '
           '(model.ckpt-250228, ckpt-3), a checkpoint directory or a '
           'SavedModel directory.')
+  if data.data_dir and not fileio.is_local(data.data_dir) and (
+      data.data_dir.split('://')[0] not in _TFDS_SCHEMES):
+    raise PathError(f'--data_dir={data.data_dir}: TFDS reads datasets only '
+                    'from local folders and from '
+                    f'{", ".join(s + "://" for s in _TFDS_SCHEMES)}; pass '
+                    'one of those.')
   if data.data_dir and fileio.exists(data.data_dir) and not fileio.isdir(
       data.data_dir):
     raise PathError(f'--data_dir={data.data_dir} is a file, not a folder: '

@@ -26,6 +26,8 @@ def _fail(experiment, name, problem, fix):
   raise ConfigError(f'{experiment.source(name)}={value}: {problem}; {fix}.')
 
 
+_MAX_PROJ_LAYERS = 100
+
 # (setting, is the value valid, what valid means, an example to pass).
 _RANGES = (
     ('learning_rate', lambda v: v > 0, 'the learning rate must be positive',
@@ -70,8 +72,9 @@ _RANGES = (
      'pass 0 (no SE) or e.g. 0.25'),
     ('proj_out_dim', lambda v: v >= 1, 'the projection needs a dimension',
      'e.g. --proj_out_dim=128'),
-    ('num_proj_layers', lambda v: v >= 1,
-     'the nonlinear head needs at least one layer',
+    # Each layer is built one by one: a typo of a million would hang.
+    ('num_proj_layers', lambda v: 1 <= v <= _MAX_PROJ_LAYERS,
+     f'the nonlinear head needs 1 to {_MAX_PROJ_LAYERS} layers',
      'e.g. --num_proj_layers=3, or --proj_head_mode=none'),
     ('fine_tune_after_block', lambda v: -1 <= v <= 4,
      'it must be in -1..4', '-1 trains everything, 4 only the linear head'),
@@ -117,7 +120,13 @@ _RANGES = (
     ('seed', lambda v: v is None or 0 <= v < 2**32,
      'the seed must be in [0, 2**32)',
      'e.g. --seed=0, or leave it unset for fresh randomness'),
+    ('label_seed', lambda v: 0 <= v < 2**32,
+     'the seed must be in [0, 2**32)', 'e.g. --label_seed=0'),
 )
+# Sizes and counts become TensorFlow shapes and int32/int64 counters: a
+# value past 32 bits is a typo that would crash deep inside (or hang).
+_INT32 = 2**31
+_OWN_INT_RANGE = ('seed', 'label_seed')
 
 
 def _check_ranges(experiment):
@@ -128,6 +137,29 @@ def _check_ranges(experiment):
       _fail(experiment, name, 'the value must be a finite number', fix)
     if not valid(value):
       _fail(experiment, name, problem, fix)
+  for name, value in values.items():
+    if (type(value) is int and name not in _OWN_INT_RANGE and  # pylint: disable=unidiomatic-typecheck
+        not -_INT32 <= value < _INT32):
+      _fail(experiment, name, 'sizes, counts and steps must fit in 32 bits',
+            f'pass a value below 2**31 = {_INT32}')
+
+
+# Path settings a blank value (e.g. an unset shell variable after a space)
+# would turn into a folder named ' ' in the working directory.
+_PATHS = ('model_dir', 'data_dir', 'checkpoint', 'teacher_checkpoint',
+          'dataset')
+
+
+def _check_paths_given(experiment):
+  values = experiment.flat()
+  if not values['dataset'].strip():
+    _fail(experiment, 'dataset', 'no dataset is named', 'pass a TFDS name '
+          '(e.g. cifar10), the path of a folder of images, or digits')
+  for name in _PATHS:
+    value = values[name]
+    if value and not value.strip():
+      _fail(experiment, name, 'the path is blank', 'pass a path, or leave '
+            'the flag out')
 
 
 def _check_run(experiment):
@@ -204,6 +236,7 @@ def validate(experiment):
     The experiment, unchanged.
   """
   _check_ranges(experiment)
+  _check_paths_given(experiment)
   _check_run(experiment)
   _check_training_mode(experiment)
   _check_head(experiment)

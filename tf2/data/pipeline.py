@@ -59,6 +59,28 @@ def _not_prepared_message(dataset, where, builder):
           f'embedded dataset {EMBEDDED_DATASETS[0]!r} needs no preparation.')
 
 
+def _tfds_builder(dataset, data_dir):
+  """tfds.builder, with what it cannot build as DatasetNotPreparedError."""
+  where = data_dir or tfds.core.constants.DATA_DIR
+  try:
+    return tfds.builder(dataset, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise DatasetNotPreparedError(
+        f'Dataset {dataset!r} is neither a TFDS dataset nor prepared in '
+        f'data_dir={where}. Use a TFDS name (e.g. cifar10, imagenet2012, '
+        f'imagenet2012_subset/1pct), the path of a folder of your images '
+        f'(./my_images), or --dataset={EMBEDDED_DATASETS[0]} for the '
+        'embedded one.') from None
+  except (ValueError, AssertionError, RuntimeError) as e:
+    # TFDS reports a bad config or version (and a data_dir on a filesystem
+    # it cannot use, as a RuntimeError) this way, with a long message whose
+    # first line says what is wrong.
+    reason = str(e).strip().splitlines()[0]
+    raise DatasetNotPreparedError(
+        f'TFDS cannot build dataset {dataset!r} (data_dir={where}): '
+        f'{reason}') from None
+
+
 def get_builder(dataset, data_dir=None):
   """A prepared TFDS builder; never downloads.
 
@@ -81,25 +103,11 @@ def get_builder(dataset, data_dir=None):
       version TFDS does not have, or the dataset is not prepared in
       data_dir; the message says what to do instead.
   """
+  data_dir = data_dir or None  # An empty --data_dir is the TFDS default.
   if image_folder.is_image_folder(dataset):
     return image_folder.image_folder_builder(dataset, data_dir)
+  builder = _tfds_builder(dataset, data_dir)
   where = data_dir or tfds.core.constants.DATA_DIR
-  try:
-    builder = tfds.builder(dataset, data_dir=data_dir)
-  except tfds.core.registered.DatasetNotFoundError:
-    raise DatasetNotPreparedError(
-        f'Dataset {dataset!r} is neither a TFDS dataset nor prepared in '
-        f'data_dir={where}. Use a TFDS name (e.g. cifar10, imagenet2012, '
-        f'imagenet2012_subset/1pct), the path of a folder of your images '
-        f'(./my_images), or --dataset={EMBEDDED_DATASETS[0]} for the '
-        'embedded one.') from None
-  except (ValueError, AssertionError) as e:
-    # TFDS reports a bad config or version this way, with a long message
-    # whose first line says what is wrong.
-    reason = str(e).strip().splitlines()[0]
-    raise DatasetNotPreparedError(
-        f'TFDS cannot build dataset {dataset!r} (data_dir={where}): '
-        f'{reason}') from None
   if _base_name(dataset) in EMBEDDED_DATASETS:
     if not builder.is_prepared():  # A prepared one is only read.
       builder.download_and_prepare()  # Reads scikit-learn's files only.
@@ -119,7 +127,7 @@ def needs_preparing(dataset, data_dir=None):
   if image_folder.is_image_folder(dataset):
     return not image_folder.is_prepared(dataset, data_dir)
   if _base_name(dataset) in EMBEDDED_DATASETS:
-    return not tfds.builder(dataset, data_dir=data_dir).is_prepared()
+    return not _tfds_builder(dataset, data_dir or None).is_prepared()
   return False
 
 
