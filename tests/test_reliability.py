@@ -108,6 +108,7 @@ _BAD_INPUTS = [
     (['--train_batch_size=1000000000000'], '--train_batch_size=1000000000000'),
     (['--image_size=100000000000000000000'], 'must fit in 32 bits'),
     (['--num_proj_layers=1000000'], 'needs 1 to 100 layers'),
+    (['--warmup_epochs=1e30'], 'would not fit in a step counter'),
     (['--model_dir= '], '--model_dir= : the path is blank'),
     (['--checkpoint= '], '--checkpoint= : the path is blank'),
     (['--dataset='], '--dataset=: no dataset is named'),
@@ -432,15 +433,26 @@ def test_a_prepared_data_dir_is_only_read(tmp_path, monkeypatch):
     preflight.check_paths(tiny(tmp_path / 'm', empty))
 
 
-def test_an_empty_train_split_is_one_line_and_writes_nothing(dirs, capsys):
+@pytest.mark.parametrize('args,message', [
+    (['--train_split=train[:0]'], '--train_split=train[:0] holds no example'),
+    # TFDS counts -2 examples in this slice; it used to train on them.
+    (['--train_split=train[5:3]'], '--train_split=train[5:3] holds no example'),
+    # Stopped only after training, by the evaluation that saw no example.
+    (['--mode=train_then_eval', '--eval_split=test[:0]'],
+     '--eval_split=test[:0] holds no example'),
+    (['--train_split=train[200%:]'],
+     "--train_split=train[200%:]: Split 'train[200%:]' cannot be read"),
+])
+def test_an_empty_or_unreadable_split_is_one_line_and_writes_nothing(
+    args, message, dirs, capsys):
   data_lib.get_builder('digits', str(dirs / 'data'))  # Prepared once.
   before = snapshot(dirs)
   code, stderr = run_in_process(
       [f'--model_dir={dirs / "new"}', f'--data_dir={dirs / "data"}',
-       *TINY_FLAGS, '--train_split=train[:0]'], capsys)
+       *TINY_FLAGS, *args], capsys)
   assert code == 2, stderr
   assert stderr.count('run.py: error:') == 1
-  assert '--train_split=train[:0] holds no example' in stderr
+  assert message in stderr
   assert 'Traceback' not in stderr
   assert snapshot(dirs) == before
 

@@ -27,6 +27,9 @@ def _fail(experiment, name, problem, fix):
 
 
 _MAX_PROJ_LAYERS = 100
+# Sizes and counts become TensorFlow shapes and int32/int64 counters: a
+# value past 32 bits is a typo that would crash deep inside (or hang).
+_INT32 = 2**31
 
 # (setting, is the value valid, what valid means, an example to pass).
 _RANGES = (
@@ -34,6 +37,9 @@ _RANGES = (
      'e.g. --learning_rate=0.3'),
     ('warmup_epochs', lambda v: v >= 0, 'warm-up epochs cannot be negative',
      'pass 0 for no warm-up'),
+    ('warmup_epochs', lambda v: v < _INT32,
+     'its steps would not fit in a step counter',
+     f'pass fewer than 2**31 = {_INT32}, e.g. --warmup_epochs=10'),
     ('weight_decay', lambda v: v >= 0, 'weight decay cannot be negative',
      'pass 0 for none, e.g. --weight_decay=1e-6'),
     ('momentum', lambda v: 0 <= v < 1, 'momentum must be in [0, 1)',
@@ -123,9 +129,6 @@ _RANGES = (
     ('label_seed', lambda v: 0 <= v < 2**32,
      'the seed must be in [0, 2**32)', 'e.g. --label_seed=0'),
 )
-# Sizes and counts become TensorFlow shapes and int32/int64 counters: a
-# value past 32 bits is a typo that would crash deep inside (or hang).
-_INT32 = 2**31
 _OWN_INT_RANGE = ('seed', 'label_seed')
 
 

@@ -132,12 +132,19 @@ def needs_preparing(dataset, data_dir=None):
 
 
 def num_examples(builder, split):
-  """Examples in a split (TFDS slicing such as 'train[:10%]' allowed)."""
+  """Examples in a split (TFDS slicing such as 'train[:10%]' allowed).
+
+  A slice that ends before it starts ('train[5:3]', which TFDS counts as
+  -2) holds 0.
+  """
   try:
-    return builder.info.splits[split].num_examples
+    return max(0, builder.info.splits[split].num_examples)
   except (KeyError, ValueError) as e:
+    said = ' '.join(str(e).split())
+    problem = ('does not exist' if 'Unknown split' in said or
+               isinstance(e, KeyError) else f'cannot be read ({said[:240]})')
     raise DatasetNotPreparedError(
-        f'Split {split!r} does not exist in {builder.name}: available '
+        f'Split {split!r} {problem} in {builder.name}: available '
         f'splits are {sorted(builder.info.splits)}.') from e
 
 
