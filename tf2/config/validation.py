@@ -30,6 +30,8 @@ _MAX_PROJ_LAYERS = 100
 # Sizes and counts become TensorFlow shapes and int32/int64 counters: a
 # value past 32 bits is a typo that would crash deep inside (or hang).
 _INT32 = 2**31
+# Durations go to Event.wait and time.sleep, which overflow near 2**33 s.
+_MAX_SECS = 10**9
 
 # (setting, is the value valid, what valid means, an example to pass).
 _RANGES = (
@@ -119,6 +121,12 @@ _RANGES = (
     ('eval_timeout', lambda v: v is None or v > 0,
      'the timeout must be positive', 'e.g. --eval_timeout=3600, or leave it '
      'unset to wait until the last step of training'),
+    *((name, lambda v: v is None or v <= _MAX_SECS,
+       f'durations are at most {_MAX_SECS} s (31 years)',
+       f'pass fewer seconds, e.g. --{name}={default}')
+      for name, default in (('progress_interval_secs', 60),
+                            ('preemption_grace_secs', 30),
+                            ('eval_timeout', 3600))),
     ('teacher_ft_proj_selector', lambda v: v is None or v >= -1,
      'it must be -1 (last layer), 0 (encoder output) or a layer number',
      "leave it unset to read the teacher's own record"),
