@@ -129,9 +129,6 @@ def build(layers):
 
 # Record settings a new command never inherits: what to do, and where.
 _NOT_INHERITED = ('mode', 'model_dir')
-# Settings that are paths (dataset: when it names an image folder).
-_PATHS = ('model_dir', 'data_dir', 'checkpoint', 'teacher_checkpoint',
-          'dataset')
 
 
 def compose(given, preset=None, model_dir=None):
@@ -151,7 +148,7 @@ def compose(given, preset=None, model_dir=None):
   Raises:
     validation.ConfigError: an unknown preset or an unreadable record.
   """
-  given = {name: fileio.expand_home(value) if name in _PATHS and value
+  given = {name: fileio.expand_home(value) if name in settings_lib.PATHS and value
            else value for name, value in given.items()}
   model_dir = model_dir and fileio.expand_home(model_dir)
   layers = []

@@ -13,6 +13,7 @@ assume valid settings.
 
 import math
 
+from tf2.config import settings
 from tf2.models import resnet
 from tf2.runtime import tf_config
 
@@ -155,18 +156,14 @@ def _check_ranges(experiment):
             f'pass a value below 2**31 = {_INT32}')
 
 
-# Path settings a blank value (e.g. an unset shell variable after a space)
-# would turn into a folder named ' ' in the working directory.
-_PATHS = ('model_dir', 'data_dir', 'checkpoint', 'teacher_checkpoint',
-          'dataset')
-
-
 def _check_paths_given(experiment):
+  """A blank path (e.g. an unset shell variable after a space) would be a
+  folder named ' ' in the working directory."""
   values = experiment.flat()
   if not values['dataset'].strip():
     _fail(experiment, 'dataset', 'no dataset is named', 'pass a TFDS name '
           '(e.g. cifar10), the path of a folder of images, or digits')
-  for name in _PATHS:
+  for name in settings.PATHS:
     value = values[name]
     if value and not value.strip():
       _fail(experiment, name, 'the path is blank', 'pass a path, or leave '
