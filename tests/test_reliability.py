@@ -445,9 +445,13 @@ def test_a_prepared_data_dir_is_only_read(tmp_path, monkeypatch):
      '--eval_split=test[:0] holds no example'),
     (['--train_split=train[200%:]'],
      "--train_split=train[200%:]: Split 'train[200%:]' cannot be read"),
+    # It wrote experiment.json and flags.json before the teacher was read.
+    (['--train_mode=distill', '--teacher_checkpoint={root}/a_file'],
+     'a_file: this file is not a checkpoint'),
 ])
-def test_an_empty_or_unreadable_split_is_one_line_and_writes_nothing(
+def test_a_bad_split_or_teacher_after_reading_the_data_writes_nothing(
     args, message, dirs, capsys):
+  args = [a.format(root=dirs) for a in args]
   data_lib.get_builder('digits', str(dirs / 'data'))  # Prepared once.
   before = snapshot(dirs)
   code, stderr = run_in_process(
