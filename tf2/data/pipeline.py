@@ -72,9 +72,8 @@ def _tfds_builder(dataset, data_dir):
         f'(./my_images), or --dataset={EMBEDDED_DATASETS[0]} for the '
         'embedded one.') from None
   except (ValueError, AssertionError, RuntimeError) as e:
-    # TFDS reports a bad config or version (and a data_dir on a filesystem
-    # it cannot use, as a RuntimeError) this way, with a long message whose
-    # first line says what is wrong.
+    # A bad config or version (or, RuntimeError, a data_dir TFDS cannot
+    # use): a long message whose first line says what is wrong.
     reason = str(e).strip().splitlines()[0]
     raise DatasetNotPreparedError(
         f'TFDS cannot build dataset {dataset!r} (data_dir={where}): '
@@ -132,11 +131,8 @@ def needs_preparing(dataset, data_dir=None):
 
 
 def num_examples(builder, split):
-  """Examples in a split (TFDS slicing such as 'train[:10%]' allowed).
-
-  A slice that ends before it starts ('train[5:3]', which TFDS counts as
-  -2) holds 0.
-  """
+  """Examples in a split (TFDS slicing such as 'train[:10%]' allowed); 0 in
+  a slice that ends before it starts ('train[5:3]': -2 for TFDS)."""
   try:
     return max(0, builder.info.splits[split].num_examples)
   except (KeyError, ValueError) as e:
