@@ -25,6 +25,7 @@ Quickstart on the embedded digits dataset (no network needed):
 """
 
 import dataclasses
+import re
 import sys
 
 from absl import app
@@ -88,6 +89,34 @@ def _exit_with(error, code):
   sys.exit(code)
 
 
+def _out_of_memory(error):
+  """'OOM when allocating tensor with shape[...] ...' of an error, or None."""
+  if isinstance(error, MemoryError):
+    return 'the host is out of memory'
+  found = re.search(r'OOM when allocating tensor with shape\[[^\]]*\]'
+                    r'( and type \w+)?( on [^ ]+)?', str(error))
+  if not isinstance(error, tf.errors.ResourceExhaustedError) or not found:
+    return None
+  return found.group(0)
+
+
+def runtime_failure(error):
+  """The line for memory or storage that failed the run (exit 1), or None."""
+  oom = _out_of_memory(error)
+  if oom:
+    return (f'{oom}: the model, batch or memory of these settings do not '
+            'fit. Pass a smaller --train_batch_size (or --num_microbatches, '
+            '--recompute_blocks), --image_size, --width_multiplier, '
+            '--proj_out_dim or --memory_size.')
+  problem = fileio.storage_problem(error)
+  if problem is not None:
+    return (f'writing failed: {problem}. Free some space (or fix the '
+            'permissions) and run the same command again: the run resumes '
+            'from its last complete checkpoint.')
+  remote = fileio.remote_failure(error)
+  return None if remote is None else f'remote storage failed: {remote}.'
+
+
 def experiment_from_flags():
   """The Experiment the command line describes (see the module docstring)."""
   given = {name: FLAGS[name].value for name in settings.fields()
@@ -142,16 +171,11 @@ def main(argv):
     # same command resumes.
     print(f'run.py: {e}', file=sys.stderr)
     sys.exit(preemption.EXIT_CODE)
-  except (OSError, tf.errors.OpError) as e:
-    problem = fileio.storage_problem(e)
-    if problem is None:
-      remote = fileio.remote_failure(e)
-      if remote is None:
-        raise
-      _exit_with(f'remote storage failed: {remote}.', 1)
-    _exit_with(f'writing failed: {problem}. Free some space (or fix the '
-               'permissions) and run the same command again: the run resumes '
-               'from its last complete checkpoint.', 1)
+  except (OSError, tf.errors.OpError, MemoryError) as e:
+    failure = runtime_failure(e)
+    if failure is None:
+      raise
+    _exit_with(failure, 1)
 
 
 if __name__ == '__main__':

@@ -518,3 +518,18 @@ def test_an_empty_data_dir_is_the_tfds_default(tmp_path, monkeypatch):
   assert data_lib.needs_preparing('digits', '') == data_lib.needs_preparing(
       'digits', None)
   assert not list(tmp_path.iterdir())
+
+
+def test_settings_that_do_not_fit_in_memory_are_one_line_with_exit_code_1(
+    dirs, capsys):
+  # A 512 x 10**9 projection layer: 2 TB of weights, refused at once.
+  code, stderr = run_in_process(
+      [f'--model_dir={dirs / "new"}', f'--data_dir={dirs / "data"}',
+       *TINY_FLAGS, '--proj_out_dim=1000000000', '--proj_head_mode=linear'],
+      capsys)
+  assert code == 1, stderr[-2000:]
+  assert stderr.count('run.py: error:') == 1 and 'Traceback' not in stderr
+  assert 'OOM when allocating tensor with shape[' in stderr
+  assert '--proj_out_dim' in stderr
+  assert run_py.runtime_failure(MemoryError()).startswith(
+      'the host is out of memory')
