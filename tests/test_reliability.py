@@ -533,3 +533,15 @@ def test_settings_that_do_not_fit_in_memory_are_one_line_with_exit_code_1(
   assert '--proj_out_dim' in stderr
   assert run_py.runtime_failure(MemoryError()).startswith(
       'the host is out of memory')
+
+
+def test_a_tfds_data_dir_that_is_a_file_is_named_as_the_variable(
+    dirs, monkeypatch):
+  # Without --data_dir the message named a --data_dir nobody passed.
+  monkeypatch.setenv('TFDS_DATA_DIR', str(dirs / 'a_file'))
+  monkeypatch.setattr(preflight, 'tfds_default_dir', lambda: str(
+      dirs / 'a_file'))
+  monkeypatch.setattr(data_lib, 'needs_preparing', lambda *unused: True)
+  with pytest.raises(preflight.PathError, match=(
+      r'^TFDS_DATA_DIR=\S*a_file \(no --data_dir given\) is a file')):
+    preflight.check_paths(tiny(dirs / 'new', '').replace(data_dir=None))

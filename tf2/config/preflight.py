@@ -40,29 +40,31 @@ def _nearest_existing(path):
   return path
 
 
-def check_writable_dir(name, path, why=''):
+def check_writable_dir(name, path, why='', given=None):
   """Raises PathError unless `path` is, or can become, a writable folder.
 
   Permissions are only knowable locally; on other filesystems the first
-  write reports them.
+  write reports them. `given` names the path in messages (default:
+  --name=path).
   """
+  given = given or f'--{name}={path}'
   if fileio.exists(path) and not fileio.isdir(path):
-    raise PathError(f'--{name}={path} is a file, not a folder: pass the path '
+    raise PathError(f'{given} is a file, not a folder: pass the path '
                     'of a folder (it is created if missing).')
   if not fileio.is_local(path):
     return
   existing = _nearest_existing(fileio.abspath(path))
   if not fileio.isdir(existing):
-    raise PathError(f'--{name}={path}: {existing} is a file, so the folder '
+    raise PathError(f'{given}: {existing} is a file, so the folder '
                     'cannot be created there; pass another path.')
   if not os.access(existing, os.W_OK | os.X_OK):
-    raise PathError(f'--{name}={path}: no permission to write in '
+    raise PathError(f'{given}: no permission to write in '
                     f'{existing}{why}; pass a folder you can write to.')
   if existing != fileio.abspath(path):
-    _check_can_create_in(name, path, existing)
+    _check_can_create_in(given, existing)
 
 
-def _check_can_create_in(name, path, existing):
+def _check_can_create_in(given, existing):
   """Creates and removes an empty folder where `path` will be created.
 
   os.access says yes to root everywhere, also where nothing can be created
@@ -72,7 +74,7 @@ def _check_can_create_in(name, path, existing):
     os.rmdir(tempfile.mkdtemp(prefix=fileio.TMP_PREFIX + 'preflight-',
                               dir=existing))
   except OSError as e:
-    raise PathError(f'--{name}={path}: a folder cannot be created in '
+    raise PathError(f'{given}: a folder cannot be created in '
                     f'{existing} ({e.strerror}); pass another path.') from None
 
 
@@ -140,7 +142,15 @@ def check_paths(experiment):
     check_writable_dir('data_dir', data.data_dir or tfds_default_dir(),
                        why=f' (--dataset={data.dataset} is prepared there '
                        'on first use; pass a writable --data_dir once, or '
-                       'prepare it where it is shared)')
+                       'prepare it where it is shared)',
+                       given=None if data.data_dir else _default_data_dir())
+
+
+def _default_data_dir():
+  """How messages name the data folder used without --data_dir."""
+  where = ('TFDS_DATA_DIR=' if os.environ.get('TFDS_DATA_DIR') else
+           "TFDS's default data folder ")
+  return f'{where}{tfds_default_dir()} (no --data_dir given)'
 
 
 def tfds_default_dir():
