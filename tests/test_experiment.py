@@ -120,6 +120,7 @@ _BAD_VALUES = [
     ('teacher_ft_proj_selector', -2, "teacher's own record"),
     ('seed', -1, '--seed=0'),
     ('label_seed', -1, '--label_seed=0'),
+    ('color_jitter_strength', 5.5, 'at most 5'),
     ('num_proj_layers', 101, 'proj_head_mode=none'),
     ('warmup_epochs', 1e30, '--warmup_epochs=10'),
     ('progress_interval_secs', 1e30, '=60'),

@@ -109,6 +109,7 @@ _BAD_INPUTS = [
     (['--image_size=100000000000000000000'], 'must fit in 32 bits'),
     (['--num_proj_layers=1000000'], 'needs 1 to 100 layers'),
     (['--warmup_epochs=1e30'], 'would not fit in a step counter'),
+    (['--color_jitter_strength=1e30'], 'must stay within [-1, 1]'),
     (['--progress_interval_secs=1e30'], 'durations are at most'),
     (['--mode=eval', '--model_dir={root}/model', '--eval_timeout=1e30'],
      'durations are at most'),

@@ -93,6 +93,11 @@ _RANGES = (
     ('color_jitter_strength', lambda v: v >= 0,
      'the colour jitter strength cannot be negative',
      'pass 0 for none, e.g. --color_jitter_strength=0.5'),
+    # The hue changes by up to 0.2s, and tf.image.adjust_hue refuses more
+    # than 1 (inside the input pipeline, where the run hung).
+    ('color_jitter_strength', lambda v: v <= 5,
+     'the hue change (up to 0.2 times it) must stay within [-1, 1]',
+     'pass at most 5, e.g. --color_jitter_strength=1.0'),
     ('label_fraction', lambda v: 0 <= v <= 1,
      'it must be in (0, 1], or 0 for all labels',
      'e.g. --label_fraction=0.1 for 10%'),
