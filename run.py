@@ -26,6 +26,7 @@ Quickstart on the embedded digits dataset (no network needed):
 
 import dataclasses
 import os
+import re
 import sys
 
 from absl import app
@@ -91,6 +92,40 @@ def _exit_with(error, code):
   sys.exit(code)
 
 
+def _out_of_memory(error):
+  """'OOM when allocating tensor with shape[...] ...' of an error, or None."""
+  if isinstance(error, MemoryError):
+    return 'the host is out of memory'
+  found = re.search(r'OOM when allocating tensor with shape\[[^\]]*\]'
+                    r'( and type \w+)?( on [^ ]+)?', str(error))
+  if not isinstance(error, tf.errors.ResourceExhaustedError) or not found:
+    return None
+  return found.group(0)
+
+
+def runtime_failure(error):
+  """The line for a run that could not go on (exit 1), or None.
+
+  A lost worker of the cluster, memory or storage that failed.
+  """
+  lost = cluster.peer_failure(error, os.environ.get('TF_CONFIG'))
+  if lost:
+    return lost + '.'
+  oom = _out_of_memory(error)
+  if oom:
+    return (f'{oom}: the model, batch or memory of these settings do not '
+            'fit. Pass a smaller --train_batch_size (or --num_microbatches, '
+            '--recompute_blocks), --image_size, --width_multiplier, '
+            '--proj_out_dim or --memory_size.')
+  problem = fileio.storage_problem(error)
+  if problem is not None:
+    return (f'writing failed: {problem}. Free some space (or fix the '
+            'permissions) and run the same command again: the run resumes '
+            'from its last complete checkpoint.')
+  remote = fileio.remote_failure(error)
+  return None if remote is None else f'remote storage failed: {remote}.'
+
+
 def experiment_from_flags():
   """The Experiment the command line describes (see the module docstring)."""
   given = {name: FLAGS[name].value for name in settings.fields()
@@ -111,9 +146,23 @@ def describe(experiment):
   return '\n'.join(lines)
 
 
+def parse_flags(argv):
+  """absl's parsing, with a flag it cannot parse as one line (exit code 2).
+
+  absl would print two lines and exit with 1; a value of the wrong type, an
+  unknown choice or an unknown flag is a usage error like the others.
+  """
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _exit_with(f'{e}. See python run.py --helpfull for every flag, its type '
+               'and its choices.', 2)
+
+
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    _exit_with(f'unexpected arguments {argv[1:]}: every setting is a flag '
+               '(--name=value, e.g. --model_dir=/tmp/simclr).', 2)
   try:
     experiment = experiment_from_flags()
     if FLAGS.helpconfig:
@@ -138,20 +187,12 @@ def main(argv):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(preemption.EXIT_CODE)  # pylint: disable=protected-access
-  except (OSError, tf.errors.OpError) as e:
-    lost = cluster.peer_failure(e, os.environ.get('TF_CONFIG'))
-    if lost:
-      _exit_with(lost + '.', 1)
-    problem = fileio.storage_problem(e)
-    if problem is None:
-      remote = fileio.remote_failure(e)
-      if remote is None:
-        raise
-      _exit_with(f'remote storage failed: {remote}.', 1)
-    _exit_with(f'writing failed: {problem}. Free some space (or fix the '
-               'permissions) and run the same command again: the run resumes '
-               'from its last complete checkpoint.', 1)
+  except (OSError, tf.errors.OpError, MemoryError) as e:
+    failure = runtime_failure(e)
+    if failure is None:
+      raise
+    _exit_with(failure, 1)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -120,6 +120,19 @@ _BAD_VALUES = [
     ('cluster_wait_secs', 0.0, '=1800'),
     ('teacher_ft_proj_selector', -2, "teacher's own record"),
     ('seed', -1, '--seed=0'),
+    ('label_seed', -1, '--label_seed=0'),
+    ('color_jitter_strength', 5.5, 'at most 5'),
+    ('num_proj_layers', 101, 'proj_head_mode=none'),
+    ('warmup_epochs', 1e30, '--warmup_epochs=10'),
+    ('progress_interval_secs', 1e30, '=60'),
+    ('eval_timeout', 1e30, '--eval_timeout=3600'),
+    ('preemption_grace_secs', 1e10, '=30'),
+    # Not rules of _RANGES: every int setting fits in 32 bits, paths are
+    # not blank.
+    ('width_multiplier', 2**31, '2**31'),
+    ('train_steps', 10**20, '2**31'),
+    ('checkpoint', ' ', 'leave the flag out'),
+    ('dataset', '', 'digits'),
 ]
 
 
@@ -134,7 +147,7 @@ def test_each_range_rule_names_the_setting_its_value_and_the_fix(
 
 
 def test_every_range_rule_is_exercised():
-  assert {name for name, _, _, _ in validation._RANGES} == {  # pylint: disable=protected-access
+  assert {name for name, _, _, _ in validation._RANGES} <= {  # pylint: disable=protected-access
       name for name, _, _ in _BAD_VALUES}
 
 

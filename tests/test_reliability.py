@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 
 from absl import flags
 import pytest
@@ -19,6 +20,7 @@ from tf2.config import preflight
 from tf2.data import pipeline as data_lib
 from tf2.runtime import fileio
 from tf2.runtime import run_lock
+from tf2.runtime import strategy as strategy_lib
 from tf2.runtime import tf_config
 from tf2.training import checkpoint_state
 from tf2.training import loop as train_loop
@@ -99,6 +101,26 @@ _BAD_INPUTS = [
     (['--mode=eval', '--model_dir={root}/data'], 'holds no checkpoint'),
     (['--mode=eval', '--model_dir={root}/mistyped'], 'does not exist'),
     (['--use_ema'], '--use_ema'),
+    # Found by sweeping every flag with odd values (issue 18): each was a
+    # traceback, a hang or files written in the working directory.
+    (['--label_fraction=0.1', '--label_seed=-1'], '--label_seed=-1'),
+    (['--width_multiplier=1000000000000'], 'must fit in 32 bits'),
+    (['--train_batch_size=1000000000000'], '--train_batch_size=1000000000000'),
+    (['--image_size=100000000000000000000'], 'must fit in 32 bits'),
+    (['--num_proj_layers=1000000'], 'needs 1 to 100 layers'),
+    (['--warmup_epochs=1e30'], 'would not fit in a step counter'),
+    (['--color_jitter_strength=1e30'], 'must stay within [-1, 1]'),
+    (['--progress_interval_secs=1e30'], 'durations are at most'),
+    (['--mode=eval', '--model_dir={root}/model', '--eval_timeout=1e30'],
+     'durations are at most'),
+    (['--model_dir= '], '--model_dir= : the path is blank'),
+    (['--checkpoint= '], '--checkpoint= : the path is blank'),
+    (['--dataset='], '--dataset=: no dataset is named'),
+    (['--dataset=digits:9.9.9'], 'only: 1.0.0'),
+    (['--dataset=digits/nocfg'], 'BuilderConfig nocfg not found'),
+    (['--data_dir=ram://somewhere'], 'TFDS reads datasets only from local'),
+    (['--data_dir=/proc/simclr_data'], '--data_dir=/proc/simclr_data'),
+    (['--model_dir=/proc/simclr_model'], '--model_dir=/proc/simclr_model'),
 ]
 
 
@@ -287,6 +309,8 @@ def test_a_failed_save_removes_its_partial_files_and_keeps_the_rest(
 
 
 _BAD_TF_CONFIGS = [
+    ('', 'set but empty'),  # TensorFlow's json.loads('') would raise.
+    (' ', 'set but empty'),
     ('{"cluster": ', 'not valid JSON'),
     ('[1, 2]', 'must be a JSON object'),
     ('{"cluster": {"worker": "localhost:2222"}, "task": {"type": "worker"}}',
@@ -312,7 +336,7 @@ def test_a_tf_config_that_cannot_form_a_cluster_is_named(text, message):
 
 
 @pytest.mark.parametrize('text', [
-    None, '', '{}',
+    None, '{}',
     '{"cluster": {"chief": ["h0:2222"], "worker": ["h1:2222", "[::1]:2223"]},'
     ' "task": {"type": "worker", "index": 1}}',
     '{"cluster": {"worker": {"1": "h1:2222"}}, '
@@ -413,14 +437,112 @@ def test_a_prepared_data_dir_is_only_read(tmp_path, monkeypatch):
     preflight.check_paths(tiny(tmp_path / 'm', empty))
 
 
-def test_an_empty_train_split_is_one_line_and_writes_nothing(dirs, capsys):
+@pytest.mark.parametrize('args,message', [
+    (['--train_split=train[:0]'], '--train_split=train[:0] holds no example'),
+    # TFDS counts -2 examples in this slice; it used to train on them.
+    (['--train_split=train[5:3]'], '--train_split=train[5:3] holds no example'),
+    # Stopped only after training, by the evaluation that saw no example.
+    (['--mode=train_then_eval', '--eval_split=test[:0]'],
+     '--eval_split=test[:0] holds no example'),
+    (['--train_split=train[200%:]'],
+     "--train_split=train[200%:]: Split 'train[200%:]' cannot be read"),
+    # It wrote experiment.json and flags.json before the teacher was read.
+    (['--train_mode=distill', '--teacher_checkpoint={root}/a_file'],
+     'a_file: this file is not a checkpoint'),
+])
+def test_a_bad_split_or_teacher_after_reading_the_data_writes_nothing(
+    args, message, dirs, capsys):
+  args = [a.format(root=dirs) for a in args]
   data_lib.get_builder('digits', str(dirs / 'data'))  # Prepared once.
   before = snapshot(dirs)
   code, stderr = run_in_process(
       [f'--model_dir={dirs / "new"}', f'--data_dir={dirs / "data"}',
-       *TINY_FLAGS, '--train_split=train[:0]'], capsys)
+       *TINY_FLAGS, *args], capsys)
   assert code == 2, stderr
   assert stderr.count('run.py: error:') == 1
-  assert '--train_split=train[:0] holds no example' in stderr
+  assert message in stderr
   assert 'Traceback' not in stderr
   assert snapshot(dirs) == before
+
+
+@pytest.mark.parametrize('arg,message', [
+    ('--resnet_depth=abc', "flag --resnet_depth=abc: invalid literal for int"),
+    ('--learning_rate=', 'flag --learning_rate=: could not convert'),
+    ('--use_blur=maybe', 'Non-boolean argument to boolean flag'),
+    ('--mode=nosuch', 'value should be one of <train|eval|train_then_eval>'),
+    ('--no_such_flag=1', "Unknown command line flag 'no_such_flag'"),
+])
+def test_a_flag_absl_cannot_parse_is_one_line_with_exit_code_2(arg, message,
+                                                               capsys):
+  try:
+    with pytest.raises(SystemExit) as stopped:
+      run_py.parse_flags(['run.py', arg])
+  finally:
+    flags.FLAGS.unparse_flags()
+  stderr = capsys.readouterr().err
+  assert stopped.value.code == 2
+  assert stderr.count('\n') == 1 and stderr.startswith('run.py: error: ')
+  assert message in stderr and '--helpfull' in stderr
+
+
+def test_a_positional_argument_is_one_line_with_exit_code_2(capsys):
+  with pytest.raises(SystemExit) as stopped:
+    run_py.main(['run.py', 'train'])
+  stderr = capsys.readouterr().err
+  assert stopped.value.code == 2 and stderr.count('\n') == 1
+  assert "unexpected arguments ['train']" in stderr
+
+
+def test_a_tpu_name_that_does_not_resolve_is_no_tpu_error(monkeypatch):
+  def unknown_host(**unused_kwargs):
+    raise urllib.error.URLError('[Errno -2] Name or service not known')
+
+  monkeypatch.setattr(tf.distribute.cluster_resolver, 'TPUClusterResolver',
+                      unknown_host)
+  with pytest.raises(strategy_lib.NoTPUError, match='URLError.*--tpu_name'):
+    strategy_lib.build_strategy(True, tpu_name='nosuch')
+
+
+def test_a_path_from_home_is_expanded(tmp_path, monkeypatch):
+  # The shell leaves '~' after '--model_dir=' as it is; TensorFlow and TFDS
+  # would create a folder named '~' in the working directory.
+  monkeypatch.setenv('HOME', str(tmp_path))
+  experiment = experiment_lib.compose(
+      {'data_dir': '~/data', 'checkpoint': '~/ckpt'}, model_dir='~/m')
+  assert experiment.data.data_dir == str(tmp_path / 'data')
+  assert experiment.run.checkpoint == str(tmp_path / 'ckpt')
+
+
+def test_an_empty_data_dir_is_the_tfds_default(tmp_path, monkeypatch):
+  # Not the working directory, where '' would put the dataset.
+  monkeypatch.chdir(tmp_path)
+  assert data_lib.needs_preparing('digits', '') == data_lib.needs_preparing(
+      'digits', None)
+  assert not list(tmp_path.iterdir())
+
+
+def test_settings_that_do_not_fit_in_memory_are_one_line_with_exit_code_1(
+    dirs, capsys):
+  # A 512 x 10**9 projection layer: 2 TB of weights, refused at once.
+  code, stderr = run_in_process(
+      [f'--model_dir={dirs / "new"}', f'--data_dir={dirs / "data"}',
+       *TINY_FLAGS, '--proj_out_dim=1000000000', '--proj_head_mode=linear'],
+      capsys)
+  assert code == 1, stderr[-2000:]
+  assert stderr.count('run.py: error:') == 1 and 'Traceback' not in stderr
+  assert 'OOM when allocating tensor with shape[' in stderr
+  assert '--proj_out_dim' in stderr
+  assert run_py.runtime_failure(MemoryError()).startswith(
+      'the host is out of memory')
+
+
+def test_a_tfds_data_dir_that_is_a_file_is_named_as_the_variable(
+    dirs, monkeypatch):
+  # Without --data_dir the message named a --data_dir nobody passed.
+  monkeypatch.setenv('TFDS_DATA_DIR', str(dirs / 'a_file'))
+  monkeypatch.setattr(preflight, 'tfds_default_dir', lambda: str(
+      dirs / 'a_file'))
+  monkeypatch.setattr(data_lib, 'needs_preparing', lambda *unused: True)
+  with pytest.raises(preflight.PathError, match=(
+      r'^TFDS_DATA_DIR=\S*a_file \(no --data_dir given\) is a file')):
+    preflight.check_paths(tiny(dirs / 'new', '').replace(data_dir=None))

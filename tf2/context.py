@@ -27,6 +27,7 @@ from tf2.data import pipeline as data_lib
 from tf2.data.datasets import image_folder
 from tf2.runtime import fileio
 from tf2.runtime import strategy as strategy_lib
+from tf2.training import distillation
 from tf2.training import step as step_lib
 
 
@@ -42,6 +43,8 @@ class Context:
   # One training input pipeline per replica (see data.build_distributed_
   # dataset); run.py keeps one per worker, as published.
   per_replica_pipelines: bool = False
+  # The --teacher_checkpoint of a distillation, opened and checked.
+  teacher: Optional[object] = None  # checkpoint_files.OpenedCheckpoint
 
   @property
   def chief(self):
@@ -94,9 +97,13 @@ def prepare(experiment, strategy=None, per_replica_pipelines=False):
       experiment, builder, strategy.num_replicas_in_sync, subset,
       start.checkpoint and architecture.infer_architecture(start.checkpoint),
       start.path or '')
+  teacher = None
+  if run.train_mode == 'distill' and run.mode != 'eval':
+    teacher = distillation.open_teacher(run.teacher_checkpoint,
+                                        experiment.resolved.num_classes)
   _log_prepared(experiment, start, subset)
   return Context(experiment, strategy, builder, subset, start,
-                 per_replica_pipelines)
+                 per_replica_pipelines, teacher)
 
 
 def _log_prepared(experiment, start, subset):

@@ -163,7 +163,8 @@ class Task:
     if run.train_mode != 'distill':
       return None
     return distillation.load_teacher(
-        run.teacher_checkpoint, self.experiment.model.image_size,
+        self.context.teacher or run.teacher_checkpoint,
+        self.experiment.model.image_size,
         self.experiment.resolved.num_classes, run.teacher_ft_proj_selector)
 
   def build_augment_fn(self):

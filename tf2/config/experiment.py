@@ -136,7 +136,7 @@ def compose(given, preset=None, model_dir=None):
 
   Args:
     given: {setting: value} given explicitly (run.py: the flags present on
-      the command line).
+      the command line); a path starting with '~' is taken from $HOME.
     preset: name of a preset (`presets.py`), or None.
     model_dir: a model_dir whose experiment.json (if any) describes the run
       being resumed or evaluated; its settings, except `mode` and
@@ -148,6 +148,9 @@ def compose(given, preset=None, model_dir=None):
   Raises:
     validation.ConfigError: an unknown preset or an unreadable record.
   """
+  given = {name: fileio.expand_home(value) if name in settings_lib.PATHS and value
+           else value for name, value in given.items()}
+  model_dir = model_dir and fileio.expand_home(model_dir)
   layers = []
   if preset:
     layers.append((f'preset {preset}', presets.get(preset)))

@@ -7,6 +7,7 @@ of a traceback from deep inside TensorFlow after files were written.
 """
 
 import os
+import tempfile
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -15,6 +16,10 @@ from tf2.checkpoints import files as checkpoint_files
 from tf2.config import experiment as experiment_lib
 from tf2.data import pipeline as data_lib
 from tf2.runtime import fileio
+
+
+# The storage TFDS (etils.epath) reads a data_dir from, besides local.
+_TFDS_SCHEMES = ('gs', 's3', 'az', 'hf')
 
 
 class PathError(ValueError):
@@ -35,24 +40,42 @@ def _nearest_existing(path):
   return path
 
 
-def check_writable_dir(name, path, why=''):
+def check_writable_dir(name, path, why='', given=None):
   """Raises PathError unless `path` is, or can become, a writable folder.
 
   Permissions are only knowable locally; on other filesystems the first
-  write reports them.
+  write reports them. `given` names the path in messages (default:
+  --name=path).
   """
+  given = given or f'--{name}={path}'
   if fileio.exists(path) and not fileio.isdir(path):
-    raise PathError(f'--{name}={path} is a file, not a folder: pass the path '
+    raise PathError(f'{given} is a file, not a folder: pass the path '
                     'of a folder (it is created if missing).')
   if not fileio.is_local(path):
     return
   existing = _nearest_existing(fileio.abspath(path))
   if not fileio.isdir(existing):
-    raise PathError(f'--{name}={path}: {existing} is a file, so the folder '
+    raise PathError(f'{given}: {existing} is a file, so the folder '
                     'cannot be created there; pass another path.')
   if not os.access(existing, os.W_OK | os.X_OK):
-    raise PathError(f'--{name}={path}: no permission to write in '
+    raise PathError(f'{given}: no permission to write in '
                     f'{existing}{why}; pass a folder you can write to.')
+  if existing != fileio.abspath(path):
+    _check_can_create_in(given, existing)
+
+
+def _check_can_create_in(given, existing):
+  """Creates and removes an empty folder where `path` will be created.
+
+  os.access says yes to root everywhere, also where nothing can be created
+  (/proc, /sys, a read-only bind mount): only trying tells. Nothing is left.
+  """
+  try:
+    os.rmdir(tempfile.mkdtemp(prefix=fileio.TMP_PREFIX + 'preflight-',
+                              dir=existing))
+  except OSError as e:
+    raise PathError(f'{given}: a folder cannot be created in '
+                    f'{existing} ({e.strerror}); pass another path.') from None
 
 
 def _looks_like_path(dataset):
@@ -98,6 +121,12 @@ def check_paths(experiment):
           f'--{name}={path} does not exist: pass a checkpoint prefix '
           '(model.ckpt-250228, ckpt-3), a checkpoint directory or a '
           'SavedModel directory.')
+  if data.data_dir and not fileio.is_local(data.data_dir) and (
+      data.data_dir.split('://')[0] not in _TFDS_SCHEMES):
+    raise PathError(f'--data_dir={data.data_dir}: TFDS reads datasets only '
+                    'from local folders and from '
+                    f'{", ".join(s + "://" for s in _TFDS_SCHEMES)}; pass '
+                    'one of those.')
   if data.data_dir and fileio.exists(data.data_dir) and not fileio.isdir(
       data.data_dir):
     raise PathError(f'--data_dir={data.data_dir} is a file, not a folder: '
@@ -113,7 +142,15 @@ def check_paths(experiment):
     check_writable_dir('data_dir', data.data_dir or tfds_default_dir(),
                        why=f' (--dataset={data.dataset} is prepared there '
                        'on first use; pass a writable --data_dir once, or '
-                       'prepare it where it is shared)')
+                       'prepare it where it is shared)',
+                       given=None if data.data_dir else _default_data_dir())
+
+
+def _default_data_dir():
+  """How messages name the data folder used without --data_dir."""
+  where = ('TFDS_DATA_DIR=' if os.environ.get('TFDS_DATA_DIR') else
+           "TFDS's default data folder ")
+  return f'{where}{tfds_default_dir()} (no --data_dir given)'
 
 
 def tfds_default_dir():

@@ -107,18 +107,15 @@ def resolve(experiment, builder, num_replicas, subset=None, arch=None,
     validation.ConfigError: see adopt_architecture; rules broken by the
       adopted architecture. (The rules of the replicas are checked before,
       by validation.validate_replicas, since they change nothing here.)
-    data.DatasetNotPreparedError: a split the dataset lacks.
+      A split the dataset lacks or that holds no example (the eval split
+      too, before training rather than after it).
   """
   if arch is not None:
     experiment = adopt_architecture(experiment, arch, arch_path)
   validation.validate(experiment)
-  data, run = experiment.data, experiment.run
-  split_examples = data_lib.num_examples(builder, data.train_split)
-  if run.mode != 'eval' and not split_examples:
-    raise validation.ConfigError(
-        f'--train_split={data.train_split} holds no example of '
-        f'{data.dataset}: pass a split with examples, e.g. train or '
-        'train[:10%].')
+  run = experiment.run
+  split_examples = _split_examples(experiment, builder, 'train_split',
+                                   needed=run.mode != 'eval')
   labeled, unlabeled = split_examples, 0
   if subset is not None:
     labeled, unlabeled = subset.num_labeled, subset.num_unlabeled
@@ -126,7 +123,7 @@ def resolve(experiment, builder, num_replicas, subset=None, arch=None,
   train_examples = (labeled if subset is not None and
                     run.train_mode == 'finetune' else split_examples)
   eval_examples = (0 if run.mode == 'train' else
-                   data_lib.num_examples(builder, data.eval_split))
+                   _split_examples(experiment, builder, 'eval_split'))
   train_steps, per_epoch, per_loop, eval_steps = steps(
       experiment, train_examples, eval_examples)
   return experiment.with_resolved(settings.Resolved(
@@ -138,6 +135,25 @@ def resolve(experiment, builder, num_replicas, subset=None, arch=None,
       eval_steps=eval_steps, num_replicas=num_replicas,
       architecture_from=arch_path if arch is not None else ''))
 
+
+
+def _split_examples(experiment, builder, name, needed=True):
+  """Examples of the split --name names; ConfigError if it has none."""
+  split = experiment.flat()[name]
+  try:
+    count = data_lib.num_examples(builder, split)
+  except data_lib.DatasetNotPreparedError as e:
+    raise validation.ConfigError(f'{experiment.source(name)}={split}: '
+                                 f'{e}') from None
+  if needed and not count:
+    # Before training, not after it: an empty eval split would stop the run
+    # only once training is done.
+    raise validation.ConfigError(
+        f'{experiment.source(name)}={split} holds no example of '
+        f'{experiment.data.dataset}: pass a split with examples, e.g. '
+        f'{"train" if name == "train_split" else "test"} or '
+        f'{"train" if name == "train_split" else "test"}[:10%].')
+  return count
 
 
 def label_subset(experiment, builder):

@@ -294,6 +294,10 @@ class Resolved:
   architecture_from: str = ''
 
 
+# The settings that are paths (--dataset when it names a folder of images).
+PATHS = ('model_dir', 'data_dir', 'checkpoint', 'teacher_checkpoint',
+         'dataset')
+
 SECTIONS = {'model': ModelSection, 'data': DataSection,
             'optimizer': OptimizerSection, 'loss': LossSection,
             'run': RunSection}

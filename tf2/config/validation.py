@@ -13,6 +13,7 @@ assume valid settings.
 
 import math
 
+from tf2.config import settings
 from tf2.models import resnet
 from tf2.runtime import tf_config
 
@@ -26,12 +27,22 @@ def _fail(experiment, name, problem, fix):
   raise ConfigError(f'{experiment.source(name)}={value}: {problem}; {fix}.')
 
 
+_MAX_PROJ_LAYERS = 100
+# Sizes and counts become TensorFlow shapes and int32/int64 counters: a
+# value past 32 bits is a typo that would crash deep inside (or hang).
+_INT32 = 2**31
+# Durations go to Event.wait and time.sleep, which overflow near 2**33 s.
+_MAX_SECS = 10**9
+
 # (setting, is the value valid, what valid means, an example to pass).
 _RANGES = (
     ('learning_rate', lambda v: v > 0, 'the learning rate must be positive',
      'e.g. --learning_rate=0.3'),
     ('warmup_epochs', lambda v: v >= 0, 'warm-up epochs cannot be negative',
      'pass 0 for no warm-up'),
+    ('warmup_epochs', lambda v: v < _INT32,
+     'its steps would not fit in a step counter',
+     f'pass fewer than 2**31 = {_INT32}, e.g. --warmup_epochs=10'),
     ('weight_decay', lambda v: v >= 0, 'weight decay cannot be negative',
      'pass 0 for none, e.g. --weight_decay=1e-6'),
     ('momentum', lambda v: 0 <= v < 1, 'momentum must be in [0, 1)',
@@ -70,8 +81,9 @@ _RANGES = (
      'pass 0 (no SE) or e.g. 0.25'),
     ('proj_out_dim', lambda v: v >= 1, 'the projection needs a dimension',
      'e.g. --proj_out_dim=128'),
-    ('num_proj_layers', lambda v: v >= 1,
-     'the nonlinear head needs at least one layer',
+    # Each layer is built one by one: a typo of a million would hang.
+    ('num_proj_layers', lambda v: 1 <= v <= _MAX_PROJ_LAYERS,
+     f'the nonlinear head needs 1 to {_MAX_PROJ_LAYERS} layers',
      'e.g. --num_proj_layers=3, or --proj_head_mode=none'),
     ('fine_tune_after_block', lambda v: -1 <= v <= 4,
      'it must be in -1..4', '-1 trains everything, 4 only the linear head'),
@@ -81,6 +93,11 @@ _RANGES = (
     ('color_jitter_strength', lambda v: v >= 0,
      'the colour jitter strength cannot be negative',
      'pass 0 for none, e.g. --color_jitter_strength=0.5'),
+    # The hue changes by up to 0.2s, and tf.image.adjust_hue refuses more
+    # than 1 (inside the input pipeline, where the run hung).
+    ('color_jitter_strength', lambda v: v <= 5,
+     'the hue change (up to 0.2 times it) must stay within [-1, 1]',
+     'pass at most 5, e.g. --color_jitter_strength=1.0'),
     ('label_fraction', lambda v: 0 <= v <= 1,
      'it must be in (0, 1], or 0 for all labels',
      'e.g. --label_fraction=0.1 for 10%'),
@@ -113,6 +130,12 @@ _RANGES = (
     ('eval_timeout', lambda v: v is None or v > 0,
      'the timeout must be positive', 'e.g. --eval_timeout=3600, or leave it '
      'unset to wait until the last step of training'),
+    *((name, lambda v: v is None or v <= _MAX_SECS,
+       f'durations are at most {_MAX_SECS} s (31 years)',
+       f'pass fewer seconds, e.g. --{name}={default}')
+      for name, default in (('progress_interval_secs', 60),
+                            ('preemption_grace_secs', 30),
+                            ('eval_timeout', 3600))),
     ('teacher_ft_proj_selector', lambda v: v is None or v >= -1,
      'it must be -1 (last layer), 0 (encoder output) or a layer number',
      "leave it unset to read the teacher's own record"),
@@ -120,7 +143,10 @@ _RANGES = (
     ('seed', lambda v: v is None or 0 <= v < 2**32,
      'the seed must be in [0, 2**32)',
      'e.g. --seed=0, or leave it unset for fresh randomness'),
+    ('label_seed', lambda v: 0 <= v < 2**32,
+     'the seed must be in [0, 2**32)', 'e.g. --label_seed=0'),
 )
+_OWN_INT_RANGE = ('seed', 'label_seed')
 
 
 def _check_ranges(experiment):
@@ -131,6 +157,25 @@ def _check_ranges(experiment):
       _fail(experiment, name, 'the value must be a finite number', fix)
     if not valid(value):
       _fail(experiment, name, problem, fix)
+  for name, value in values.items():
+    if (type(value) is int and name not in _OWN_INT_RANGE and  # pylint: disable=unidiomatic-typecheck
+        not -_INT32 <= value < _INT32):
+      _fail(experiment, name, 'sizes, counts and steps must fit in 32 bits',
+            f'pass a value below 2**31 = {_INT32}')
+
+
+def _check_paths_given(experiment):
+  """A blank path (e.g. an unset shell variable after a space) would be a
+  folder named ' ' in the working directory."""
+  values = experiment.flat()
+  if not values['dataset'].strip():
+    _fail(experiment, 'dataset', 'no dataset is named', 'pass a TFDS name '
+          '(e.g. cifar10), the path of a folder of images, or digits')
+  for name in settings.PATHS:
+    value = values[name]
+    if value and not value.strip():
+      _fail(experiment, name, 'the path is blank', 'pass a path, or leave '
+            'the flag out')
 
 
 def _check_run(experiment):
@@ -207,6 +252,7 @@ def validate(experiment):
     The experiment, unchanged.
   """
   _check_ranges(experiment)
+  _check_paths_given(experiment)
   _check_run(experiment)
   _check_training_mode(experiment)
   _check_head(experiment)

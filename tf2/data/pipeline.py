@@ -59,6 +59,27 @@ def _not_prepared_message(dataset, where, builder):
           f'embedded dataset {EMBEDDED_DATASETS[0]!r} needs no preparation.')
 
 
+def _tfds_builder(dataset, data_dir):
+  """tfds.builder, with what it cannot build as DatasetNotPreparedError."""
+  where = data_dir or tfds.core.constants.DATA_DIR
+  try:
+    return tfds.builder(dataset, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise DatasetNotPreparedError(
+        f'Dataset {dataset!r} is neither a TFDS dataset nor prepared in '
+        f'data_dir={where}. Use a TFDS name (e.g. cifar10, imagenet2012, '
+        f'imagenet2012_subset/1pct), the path of a folder of your images '
+        f'(./my_images), or --dataset={EMBEDDED_DATASETS[0]} for the '
+        'embedded one.') from None
+  except (ValueError, AssertionError, RuntimeError) as e:
+    # A bad config or version (or, RuntimeError, a data_dir TFDS cannot
+    # use): a long message whose first line says what is wrong.
+    reason = str(e).strip().splitlines()[0]
+    raise DatasetNotPreparedError(
+        f'TFDS cannot build dataset {dataset!r} (data_dir={where}): '
+        f'{reason}') from None
+
+
 def get_builder(dataset, data_dir=None):
   """A prepared TFDS builder; never downloads.
 
@@ -81,25 +102,11 @@ def get_builder(dataset, data_dir=None):
       version TFDS does not have, or the dataset is not prepared in
       data_dir; the message says what to do instead.
   """
+  data_dir = data_dir or None  # An empty --data_dir is the TFDS default.
   if image_folder.is_image_folder(dataset):
     return image_folder.image_folder_builder(dataset, data_dir)
+  builder = _tfds_builder(dataset, data_dir)
   where = data_dir or tfds.core.constants.DATA_DIR
-  try:
-    builder = tfds.builder(dataset, data_dir=data_dir)
-  except tfds.core.registered.DatasetNotFoundError:
-    raise DatasetNotPreparedError(
-        f'Dataset {dataset!r} is neither a TFDS dataset nor prepared in '
-        f'data_dir={where}. Use a TFDS name (e.g. cifar10, imagenet2012, '
-        f'imagenet2012_subset/1pct), the path of a folder of your images '
-        f'(./my_images), or --dataset={EMBEDDED_DATASETS[0]} for the '
-        'embedded one.') from None
-  except (ValueError, AssertionError) as e:
-    # TFDS reports a bad config or version this way, with a long message
-    # whose first line says what is wrong.
-    reason = str(e).strip().splitlines()[0]
-    raise DatasetNotPreparedError(
-        f'TFDS cannot build dataset {dataset!r} (data_dir={where}): '
-        f'{reason}') from None
   if _base_name(dataset) in EMBEDDED_DATASETS:
     if not builder.is_prepared():  # A prepared one is only read.
       builder.download_and_prepare()  # Reads scikit-learn's files only.
@@ -119,17 +126,21 @@ def needs_preparing(dataset, data_dir=None):
   if image_folder.is_image_folder(dataset):
     return not image_folder.is_prepared(dataset, data_dir)
   if _base_name(dataset) in EMBEDDED_DATASETS:
-    return not tfds.builder(dataset, data_dir=data_dir).is_prepared()
+    return not _tfds_builder(dataset, data_dir or None).is_prepared()
   return False
 
 
 def num_examples(builder, split):
-  """Examples in a split (TFDS slicing such as 'train[:10%]' allowed)."""
+  """Examples in a split (TFDS slicing such as 'train[:10%]' allowed); 0 in
+  a slice that ends before it starts ('train[5:3]': -2 for TFDS)."""
   try:
-    return builder.info.splits[split].num_examples
+    return max(0, builder.info.splits[split].num_examples)
   except (KeyError, ValueError) as e:
+    said = ' '.join(str(e).split())
+    problem = ('does not exist' if 'Unknown split' in said or
+               isinstance(e, KeyError) else f'cannot be read ({said[:240]})')
     raise DatasetNotPreparedError(
-        f'Split {split!r} does not exist in {builder.name}: available '
+        f'Split {split!r} {problem} in {builder.name}: available '
         f'splits are {sorted(builder.info.splits)}.') from e
 
 

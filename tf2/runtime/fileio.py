@@ -59,6 +59,11 @@ def abspath(path):
   return path
 
 
+def expand_home(path):
+  """'~/x' -> '$HOME/x': the shell leaves a '~' after '--flag=' as it is."""
+  return posixpath.expanduser(path) if str(path).startswith('~') else path
+
+
 def isfile(path):
   return exists(path) and not isdir(path)
 

@@ -54,7 +54,9 @@ def _tpu_strategy(tpu_name, tpu_zone, gcp_project, master):
         tpu=tpu_name or master, zone=tpu_zone, project=gcp_project)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
-  except (ValueError, RuntimeError, tf.errors.OpError) as e:
+  except (ValueError, RuntimeError, OSError, tf.errors.OpError) as e:
+    # OSError: a --tpu_name the GCE metadata server (or the network) does
+    # not know.
     raise NoTPUError(
         f'--use_tpu=True (the published default) but no TPU was found '
         f'({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}). '

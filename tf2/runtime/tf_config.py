@@ -42,14 +42,18 @@ def problem(text):
   """Why TF_CONFIG cannot form a cluster, or None if it can (or is unset).
 
   Args:
-    text: the value of the TF_CONFIG environment variable ('' or None when
-      it is not set).
+    text: the value of the TF_CONFIG environment variable (None when it
+      is not set; set but empty, TensorFlow cannot read it).
 
   Returns:
     One sentence naming what is wrong and the expected layout, or None.
   """
-  if not text or not text.strip():
+  if text is None:
     return None
+  if not text.strip():
+    # TensorFlow reads a set TF_CONFIG as JSON, and '' is not JSON.
+    return ('TF_CONFIG is set but empty; unset it (unset TF_CONFIG) or set '
+            f'it to the cluster, {_EXAMPLE}')
   try:
     config = json.loads(text)
   except ValueError as e:

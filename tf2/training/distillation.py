@@ -76,26 +76,28 @@ def teacher_ft_proj_selector(path, explicit=None):
   return config_lib.projection_layer(selector, num_layers), source
 
 
-def load_teacher(path, image_size, num_classes=None, ft_proj_selector=None):
-  """Rebuilds the teacher of any checkpoint format, in inference mode.
+def open_teacher(path, num_classes=None):
+  """Opens the teacher's checkpoint and checks that it can teach.
 
-  Call inside the strategy's scope so that its variables are mirrored.
+  A run calls it before it writes anything (`context.prepare`), so that a
+  --teacher_checkpoint that is no checkpoint, or cannot label images, stops
+  it there.
 
   Args:
-    path: checkpoint prefix, model_dir or SavedModel directory.
-    image_size: the students' input size (the teacher sees the same images).
+    path: checkpoint prefix, model_dir or SavedModel directory (or the
+      `OpenedCheckpoint` of one).
     num_classes: when given, the teacher's head must predict that many.
-    ft_proj_selector: see `teacher_ft_proj_selector`.
 
   Returns:
-    A `Model` with a supervised head, weights restored, `trainable=False`.
+    The `checkpoint_files.OpenedCheckpoint`.
 
   Raises:
     checkpoint_files.CheckpointError: unreadable, or the checkpoint has no
       supervised head (a pretrained-only model cannot teach), or its head
       predicts another number of classes.
   """
-  opened = checkpoint_files.open_checkpoint(path)  # Read once, used twice.
+  opened = checkpoint_files.open_checkpoint(path)
+  path = opened.path
   arch = architecture.infer_architecture(opened)
   if not arch['has_supervised_head']:
     raise checkpoint_files.CheckpointError(
@@ -107,6 +109,30 @@ def load_teacher(path, image_size, num_classes=None, ft_proj_selector=None):
         f'The teacher {path} predicts {arch["num_classes"]} classes but the '
         f'dataset has {num_classes}: pass a teacher fine-tuned on this '
         'dataset.')
+  return opened
+
+
+def load_teacher(path, image_size, num_classes=None, ft_proj_selector=None):
+  """Rebuilds the teacher of any checkpoint format, in inference mode.
+
+  Call inside the strategy's scope so that its variables are mirrored.
+
+  Args:
+    path: checkpoint prefix, model_dir or SavedModel directory (or the
+      `OpenedCheckpoint` that `open_teacher` returned).
+    image_size: the students' input size (the teacher sees the same images).
+    num_classes: when given, the teacher's head must predict that many.
+    ft_proj_selector: see `teacher_ft_proj_selector`.
+
+  Returns:
+    A `Model` with a supervised head, weights restored, `trainable=False`.
+
+  Raises:
+    checkpoint_files.CheckpointError: see `open_teacher`.
+  """
+  opened = open_teacher(path, num_classes)
+  path = opened.path
+  arch = architecture.infer_architecture(opened)
   selector, source = teacher_ft_proj_selector(path, ft_proj_selector)
   config = architecture.model_config_for(
       arch, image_size=image_size, ft_proj_selector=selector,
