@@ -184,21 +184,38 @@ def targets(rows):
   return lines or ['no target could be checked (no successful pair)']
 
 
-def slope(rows, alias, size, k, recompute):
-  """(MiB per image, how) of step memory against batch for one option."""
-  points = [(r['batch'], _median(r['mem'])) for r in rows
-            if (r['alias'], r['size'], r['k'], r['recompute']) == (
-                alias, size, k, recompute) and r['mem']]
-  if not points:
-    return None, None
-  if len(points) == 1:
-    batch, mem = points[0]
-    return mem / batch, f'memory / batch at B={batch} (one batch measured)'
+def _points(rows, alias, size, k, recompute):
+  return [(r['batch'], _median(r['mem'])) for r in rows
+          if (r['alias'], r['size'], r['k'], r['recompute']) == (
+              alias, size, k, recompute) and r['mem']]
+
+
+def _fit(points):
+  """(slope, intercept) of the least-squares line through (B, MiB) points."""
   xs, ys = zip(*points)
   mean_x, mean_y = statistics.mean(xs), statistics.mean(ys)
   fit = (sum((x - mean_x) * (y - mean_y) for x, y in points) /
          sum((x - mean_x)**2 for x in xs))
-  return fit, f'least squares over B={"/".join(map(str, xs))}'
+  return fit, mean_y - fit * mean_x
+
+
+def slope(rows, alias, size, k, recompute):
+  """(MiB per image, how) of step memory against batch for one option.
+
+  A least-squares fit over the option's batches; an option measured at one
+  batch only takes the plain step's intercept (its fixed part) from the
+  plain fit. (None, why) when neither is possible.
+  """
+  points = _points(rows, alias, size, k, recompute)
+  if len(points) >= 2:
+    xs = [x for x, _ in points]
+    return _fit(points)[0], f'least squares over B={"/".join(map(str, xs))}'
+  plain = _points(rows, alias, size, 1, False)
+  if len(points) == 1 and len(plain) >= 2:
+    (batch, mem), intercept = points[0], _fit(plain)[1]
+    return ((mem - intercept) / batch,
+            f'one batch (B={batch}), less the plain fit\'s intercept')
+  return None, 'needs two batches (or one and two plain ones)'
 
 
 def base_point(rows):
@@ -251,6 +268,9 @@ def estimates(rows, ks, counts, on_gpu):
     for k, recompute in options:
       per_image, how = slope(rows, base[0], base[1], k, recompute)
       if per_image is None or per_image <= 0:
+        lines.append(f'    {option_name(k, recompute):15s} not estimated: '
+                     + (how if per_image is None else
+                        f'slope {per_image:.0f} MiB/image ({how})'))
         continue
       per_image_bytes = per_image * MIB * ratio
       fits = []

@@ -54,3 +54,13 @@ def test_slope_is_the_least_squares_fit_of_step_memory_on_batch():
   per_image, how = memory_estimate.slope(rows, 'r18', 32, 1, False)
   assert per_image == pytest.approx(3.0)
   assert 'B=4/8/16' in how
+
+
+def test_an_option_at_one_batch_takes_the_plain_intercept():
+  rows = [dict(alias='r18', size=32, batch=b, k=1, recompute=False,
+               mem=[100 + 3 * b]) for b in (4, 8)]
+  rows.append(dict(alias='r18', size=32, batch=8, k=2, recompute=False,
+                   mem=[100 + 1.5 * 8]))
+  per_image, how = memory_estimate.slope(rows, 'r18', 32, 2, False)
+  assert per_image == pytest.approx(1.5)
+  assert 'intercept' in how
