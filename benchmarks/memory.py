@@ -25,8 +25,8 @@ slope of step memory against batch (the model is printed with it).
   python benchmarks/memory.py --sizes=r18:32:32/64,r50:224:4/8 \
     --microbatches=2 --repeats=2
   # On a GPU (benchmarks/accelerator_check.sh):
-  python benchmarks/memory.py --sizes=r50:224:32/64/128 --microbatches=4 \
-    --mixed_precision=mixed_bfloat16 --jit_compile
+  python benchmarks/memory.py --sizes=r50:224:128 --microbatches=4 \
+    --mixed_precision=mixed_bfloat16
 """
 
 import json
@@ -288,6 +288,10 @@ def collect(runs, repeats):
               f'recompute={spec["recompute"]}')
       brief = result.get('error') or (
           f'{result["rss_mib"]:.0f} MiB RSS' +
+          (f', GPU peak {result["gpu_peak"] / 2**20:.0f} MiB'
+           if 'gpu_peak' in result else '') +
+          (f', GPU held {result["gpu_current"] / 2**20:.0f} MiB'
+           if 'gpu_current' in result else '') +
           (f', {result["ms"]:.0f} ms/step, {result["cpu_ms"]:.0f} CPU ms'
            if 'ms' in result else ''))
       print(f'  repeat {repeat + 1}: {spec["alias"]}:{spec["size"]} {what}: '
