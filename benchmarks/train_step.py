@@ -43,16 +43,11 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,g-bad-import-orde
 
 from benchmarks import synthetic_jpegs  # pylint: disable=g-import-not-at-top
 from benchmarks import machine  # pylint: disable=g-import-not-at-top
-from tf2.data import color_augment  # pylint: disable=g-import-not-at-top
+from benchmarks import pretraining_step  # pylint: disable=g-import-not-at-top
 from tf2.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top
-from tf2.models import config as config_lib  # pylint: disable=g-import-not-at-top
 from tf2.models import conv_ops  # pylint: disable=g-import-not-at-top
-from tf2.models import model as model_lib  # pylint: disable=g-import-not-at-top
 from tf2.runtime import precision  # pylint: disable=g-import-not-at-top
-from tf2.runtime import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
 from tf2.training import loop as train_loop  # pylint: disable=g-import-not-at-top
-from tf2.training import optimization  # pylint: disable=g-import-not-at-top
-from tf2.training import step as training  # pylint: disable=g-import-not-at-top
 
 CONFIGS = {
     'r18_16px': dict(resnet_depth=18, image_size=16, batch_size=64),
@@ -74,6 +69,10 @@ flags.DEFINE_enum('input', 'synthetic', ['synthetic', 'digits', 'jpegs'],
                   'synthetic: the bare step only; digits or jpegs: then the '
                   'same step end to end, fed by run.py\'s input pipeline.')
 flags.DEFINE_integer('num_jpegs', 256, 'Synthetic JPEGs for --input=jpegs.')
+flags.DEFINE_integer('num_microbatches', 1,
+                     'As run.py\'s --num_microbatches.')
+flags.DEFINE_bool('recompute_blocks', False,
+                  'As run.py\'s --recompute_blocks.')
 flags.DEFINE_enum('conv_gradients', 'auto', ['auto', 'tensorflow'],
                   'auto: tf2/conv_ops.py decides (its reformulated gradients '
                   'when no GPU/TPU is visible); tensorflow: TensorFlow\'s own '
@@ -84,23 +83,12 @@ flags.DEFINE_integer('profile_ops', 0, 'If > 0, trace the timed bare steps '
 FLAGS = flags.FLAGS
 
 
-def _gpu():
-  return bool(tf.config.list_physical_devices('GPU'))
-
-
-def _device_name():
-  if _gpu():
-    return tf.config.experimental.get_device_details(
-        tf.config.list_physical_devices('GPU')[0]).get('device_name', 'GPU')
-  return f'CPU ({os.cpu_count()} cores)'
-
-
 def _timed(run, steps, wait):
   """(seconds, CPU seconds) per step of run(steps), after `wait()` returns.
 
   On a GPU the peak memory counter is reset first (see _peak_memory).
   """
-  if _gpu():
+  if pretraining_step.gpu():
     tf.config.experimental.reset_memory_stats('GPU:0')
   start, cpu_start = time.perf_counter(), time.process_time()
   run(steps)
@@ -110,7 +98,7 @@ def _timed(run, steps, wait):
 
 
 def _peak_memory():
-  if not _gpu():
+  if not pretraining_step.gpu():
     return ''
   peak = tf.config.experimental.get_memory_info('GPU:0')['peak']
   return f', peak GPU memory {peak / 2**30:.1f} GiB'
@@ -148,26 +136,21 @@ def measure(builder):
     conv_ops.set_cpu_gradients(False)
   num_classes = data_lib.num_classes(builder) if builder else 1000
   with precision.policy(FLAGS.mixed_precision):
-    strategy = strategy_lib.build_strategy(use_tpu=False)
+    strategy, _, optimizer, step = pretraining_step.build(
+        spec['resnet_depth'], size, num_classes,
+        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
+        augment_on_device=FLAGS.augment_on_device,
+        num_microbatches=FLAGS.num_microbatches,
+        recompute_blocks=FLAGS.recompute_blocks)
     replicas = strategy.num_replicas_in_sync
-    config = config_lib.ModelConfig(
-        num_classes=num_classes, resnet_depth=spec['resnet_depth'],
-        image_size=size, global_bn=replicas > 1)
-    with strategy.scope():
-      model = model_lib.build_model(config)
-      optimizer = precision.wrap_optimizer(
-          optimization.build_optimizer('lars', 0.1, 0.9, 1e-6, model=model),
-          FLAGS.mixed_precision)
-    augment_fn = (color_augment.make_augment_fn()
-                  if FLAGS.augment_on_device else None)
-    step = training.make_train_step(
-        model, optimizer, training.LossConfig(), strategy,
-        augment_fn=augment_fn, jit_compile=FLAGS.jit_compile)
     print(f'config={FLAGS.config} batch={batch} replicas={replicas} '
           f'mixed_precision={FLAGS.mixed_precision} '
           f'jit_compile={FLAGS.jit_compile} '
           f'augment_on_device={FLAGS.augment_on_device} '
-          f'conv_gradients={FLAGS.conv_gradients} device={_device_name()}')
+          f'num_microbatches={FLAGS.num_microbatches} '
+          f'recompute_blocks={FLAGS.recompute_blocks} '
+          f'conv_gradients={FLAGS.conv_gradients} '
+          f'device={pretraining_step.device_name()}')
     bare = _bare_step(strategy, step, optimizer, batch, size, num_classes)
     print(_line('bare step (synthetic batch in memory)', batch, *bare))
     if builder:
@@ -180,15 +163,9 @@ def measure(builder):
 
 def _bare_step(strategy, step, optimizer, batch, size, num_classes):
   """(s, CPU s) per step on one synthetic batch held by the device."""
-
-  @tf.function
-  def run_steps(images, labels, n):
-    for _ in tf.range(n):
-      strategy.run(step, (images, labels))
-
-  per_replica = batch // strategy.num_replicas_in_sync
-  images = tf.random.uniform([per_replica, size, size, 6])
-  labels = tf.one_hot(tf.zeros([per_replica], tf.int32), num_classes)
+  run_steps = pretraining_step.make_run_steps(strategy, step)
+  images, labels = pretraining_step.synthetic_batch(strategy, batch, size,
+                                                    num_classes)
   run_steps(images, labels, tf.constant(FLAGS.warmup_steps))
   wait = lambda: optimizer.iterations.numpy()
   wait()
