@@ -26,6 +26,22 @@ def _moving_statistics(layer):
           if 'moving_mean' in v.name or 'moving_variance' in v.name]
 
 
+def after(tensor, dependency):
+  """`tensor`, in a form that is computed only once `dependency` is.
+
+  A graph (or XLA, which ignores control dependencies) may run independent
+  work in any order, or at once: a block's rerun before the gradient that
+  needs it arrives, or two micro-batches' passes together, which keeps both
+  sets of activations alive and defeats the point of either. Adding a zero
+  computed from `dependency` makes the order a data dependency (a NaN in
+  it is kept, so a non-finite step is still seen as one).
+  """
+  first = tf.reshape(dependency, [-1])[:1]
+  zero = tf.reduce_sum(tf.where(tf.math.is_nan(first), first,
+                                tf.zeros_like(first)))
+  return tensor + tf.cast(zero, tensor.dtype)
+
+
 def applies(training):
   """Whether recomputing can save anything: training, with a tape recording."""
   return (isinstance(training, (bool, int)) and bool(training) and
@@ -53,14 +69,16 @@ def call_recomputed(layer, inputs, training):
     def backward(doutputs, variables=None):
       variables = list(variables or [])
       before = [tf.identity(v.read_value()) for v in statistics]
+      # Rerun when the gradient arrives, not at once (see `after`).
+      x_now = after(x, doutputs)
       with tf.GradientTape() as tape:
-        tape.watch(x)
+        tape.watch(x_now)
         tape.watch(variables)
-        rerun = layer(x, training=training)
+        rerun = layer(x_now, training=training)
       with tf.control_dependencies([rerun]):
         for v, value in zip(statistics, before):
           v.assign(value)
-      grads = tape.gradient(rerun, [x] + variables,
+      grads = tape.gradient(rerun, [x_now] + variables,
                             output_gradients=doutputs)
       return grads[0], grads[1:]
 

@@ -30,6 +30,7 @@ What K changes and what it does not:
 
 import tensorflow as tf
 
+from tf2.models import recompute
 from tf2.runtime import precision
 from tf2.training import distillation
 from tf2.training import memory_buffer
@@ -163,8 +164,13 @@ def make_loss_and_gradients(model, optimizer, loss_config, strategy,
     con_loss, hidden_grads = None, None
     if pretrain:
       # Pass 1: the embeddings of every micro-batch, no activations kept.
-      hidden = _interleaved([_float32(model(x, training=True)[0])
-                             for x in inputs])
+      embedded = []
+      for x in inputs:
+        # One micro-batch after the other, not all at once (recompute.after).
+        if embedded:
+          x = recompute.after(x, embedded[-1])
+        embedded.append(_float32(model(x, training=True)[0]))
+      hidden = _interleaved(embedded)
       for v, value in zip(statistics, start):
         v.assign(value)
       con_loss, logits_con, labels_con, hidden_grad = contrastive(hidden)
@@ -177,6 +183,9 @@ def make_loss_and_gradients(model, optimizer, loss_config, strategy,
     sup_sum, dist_sum = 0.0, 0.0
     updated = [tf.zeros_like(value) for value in start]
     for j, x in enumerate(inputs):
+      if grads is not None:
+        # After the previous micro-batch's backward pass (recompute.after).
+        x = recompute.after(x, next(g for g in grads if g is not None))
       soft = None
       if teacher is not None:
         soft = _float32(distillation.teacher_logits(teacher, x))
