@@ -54,19 +54,28 @@ ARCHITECTURES = {
 }
 POLICIES = ('float32', 'mixed_float16', 'mixed_bfloat16')
 
-flags.DEFINE_string('sizes', 'r18:32:32/64,r50:224:4/8',
-                    'Comma-separated points ARCH:IMAGE_SIZE:B1/B2/...; ARCH '
-                    f'one of {", ".join(ARCHITECTURES)} (1x, no SK).')
-flags.DEFINE_string('microbatches', '2,4', 'Comma-separated K values (>= 2); '
-                    'a K is measured at the batches it divides.')
-flags.DEFINE_integer('repeats', 1, 'Measurements of every point (medians).')
-flags.DEFINE_integer('warmup_steps', 1, 'Untimed steps first (tracing).')
-flags.DEFINE_integer('steps', 2, 'Timed steps per measurement.')
-flags.DEFINE_enum('mixed_precision', 'float32', list(POLICIES),
-                  'As run.py\'s --mixed_precision.')
-flags.DEFINE_bool('jit_compile', False, 'As run.py\'s --jit_compile.')
-flags.DEFINE_bool('estimate', True, 'Print the largest-batch estimates.')
-flags.DEFINE_string('worker', '', 'Internal: one measurement, as JSON.')
+
+def define_flags():
+  """This script's flags; defined only when it runs, not when imported.
+
+  Tests import its parsing functions into a process whose flags are run.py's
+  (two --mixed_precision flags would collide).
+  """
+  flags.DEFINE_string('sizes', 'r18:32:32/64,r50:224:4/8',
+                      'Comma-separated points ARCH:IMAGE_SIZE:B1/B2/...; ARCH '
+                      f'one of {", ".join(ARCHITECTURES)} (1x, no SK).')
+  flags.DEFINE_string('microbatches', '2,4', 'Comma-separated K values (>= 2); '
+                      'a K is measured at the batches it divides.')
+  flags.DEFINE_integer('repeats', 1, 'Measurements of every point (medians).')
+  flags.DEFINE_integer('warmup_steps', 1, 'Untimed steps first (tracing).')
+  flags.DEFINE_integer('steps', 2, 'Timed steps per measurement.')
+  flags.DEFINE_enum('mixed_precision', 'float32', list(POLICIES),
+                    'As run.py\'s --mixed_precision.')
+  flags.DEFINE_bool('jit_compile', False, 'As run.py\'s --jit_compile.')
+  flags.DEFINE_bool('estimate', True, 'Print the largest-batch estimates.')
+  flags.DEFINE_string('worker', '', 'Internal: one measurement, as JSON.')
+
+
 FLAGS = flags.FLAGS
 
 
@@ -354,4 +363,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
