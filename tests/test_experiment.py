@@ -127,6 +127,7 @@ _BAD_VALUES = [
     ('progress_interval_secs', 1e30, '=60'),
     ('eval_timeout', 1e30, '--eval_timeout=3600'),
     ('preemption_grace_secs', 1e10, '=30'),
+    ('cluster_wait_secs', 1e10, 'fewer seconds, e.g. --cluster_wait_secs=1800'),
     # Not rules of _RANGES: every int setting fits in 32 bits, paths are
     # not blank.
     ('width_multiplier', 2**31, '2**31'),

@@ -148,11 +148,11 @@ def _split_examples(experiment, builder, name, needed=True):
   if needed and not count:
     # Before training, not after it: an empty eval split would stop the run
     # only once training is done.
+    example = 'train' if name == 'train_split' else 'test'
     raise validation.ConfigError(
         f'{experiment.source(name)}={split} holds no example of '
         f'{experiment.data.dataset}: pass a split with examples, e.g. '
-        f'{"train" if name == "train_split" else "test"} or '
-        f'{"train" if name == "train_split" else "test"}[:10%].')
+        f'{example} or {example}[:10%].')
   return count
 
 

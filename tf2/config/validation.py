@@ -135,6 +135,7 @@ _RANGES = (
        f'pass fewer seconds, e.g. --{name}={default}')
       for name, default in (('progress_interval_secs', 60),
                             ('preemption_grace_secs', 30),
+                            ('cluster_wait_secs', 1800),
                             ('eval_timeout', 3600))),
     ('teacher_ft_proj_selector', lambda v: v is None or v >= -1,
      'it must be -1 (last layer), 0 (encoder output) or a layer number',

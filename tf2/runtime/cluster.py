@@ -28,6 +28,7 @@ import sys
 from tensorflow.python.eager import context as tf_context  # pylint: disable=g-direct-tensorflow-import
 
 from tf2.runtime import formation_watch
+from tf2.runtime import tf_config
 
 # The default of --cluster_wait_secs: generous, as published clusters
 # (TPU pods, Kubernetes jobs pulling large images) can take many minutes.
@@ -58,8 +59,7 @@ def addresses(tf_config_text):
   """{(task type, index): 'host:port'} of every task in the cluster."""
   found = {}
   for task_type, tasks in _config(tf_config_text).get('cluster', {}).items():
-    items = (tasks.items() if isinstance(tasks, dict) else enumerate(tasks))
-    for index, address in items:
+    for index, address in tf_config.indexed(tasks):
       found[(task_type, int(index))] = address
   return found
 

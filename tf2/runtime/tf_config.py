@@ -31,11 +31,19 @@ def _address_problem(address):
   return None
 
 
-def _addresses(tasks):
-  """A task type's addresses, from a list or TF's sparse {index: address}."""
+def indexed(tasks):
+  """[(index, address)] of a task type's list or sparse {index: address}.
+
+  The indices of the sparse form are as given (checked by `problem`).
+  """
   if isinstance(tasks, dict):
-    return list(tasks.values())
-  return tasks
+    return list(tasks.items())
+  return list(enumerate(tasks))
+
+
+def _addresses(tasks):
+  """A task type's addresses."""
+  return [address for _, address in indexed(tasks)]
 
 
 def problem(text):

@@ -97,6 +97,12 @@ def open_teacher(path, num_classes=None):
       predicts another number of classes.
   """
   opened = checkpoint_files.open_checkpoint(path)
+  _teaching_architecture(opened, num_classes)
+  return opened
+
+
+def _teaching_architecture(opened, num_classes):
+  """The opened teacher's architecture, once checked that it can teach."""
   path = opened.path
   arch = architecture.infer_architecture(opened)
   if not arch['has_supervised_head']:
@@ -109,7 +115,7 @@ def open_teacher(path, num_classes=None):
         f'The teacher {path} predicts {arch["num_classes"]} classes but the '
         f'dataset has {num_classes}: pass a teacher fine-tuned on this '
         'dataset.')
-  return opened
+  return arch
 
 
 def load_teacher(path, image_size, num_classes=None, ft_proj_selector=None):
@@ -130,9 +136,9 @@ def load_teacher(path, image_size, num_classes=None, ft_proj_selector=None):
   Raises:
     checkpoint_files.CheckpointError: see `open_teacher`.
   """
-  opened = open_teacher(path, num_classes)
+  opened = checkpoint_files.open_checkpoint(path)
+  arch = _teaching_architecture(opened, num_classes)
   path = opened.path
-  arch = architecture.infer_architecture(opened)
   selector, source = teacher_ft_proj_selector(path, ft_proj_selector)
   config = architecture.model_config_for(
       arch, image_size=image_size, ft_proj_selector=selector,
